@@ -1,0 +1,5 @@
+import sys
+
+from tsconsole.cli import main
+
+sys.exit(main())
