@@ -23,9 +23,12 @@ from archiver.manifest import (
 from archiver.members import DIR, FILE, HARDLINK, SYMLINK, Entry
 
 MAX_SMALL_FILE = 1024 * 1024  # manifests and YAML configs are read whole; larger ones are refused
+MAX_LINK_DEPTH = 40  # links within links that Linux follows before giving up (ELOOP)
 
 
 def _human(n: int) -> str:
+    if n < 2**20:
+        return f"{n} bytes"
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
@@ -39,6 +42,7 @@ class EntryChecker:
         self.total = 0
         self.kinds: dict[str, str] = {}
         self.sizes: dict[str, int] = {}
+        self.links: dict[str, str] = {}  # symlink -> its target
         self._folders: set[str] = set()
 
     def admit(self, entry: Entry) -> None:
@@ -71,9 +75,7 @@ class EntryChecker:
         limits = self.limits
         self.total += entry.size
         if self.total > limits.max_total_bytes:
-            raise UnsafeArchiveError(
-                f"the archive unpacks to more than the {_human(limits.max_total_bytes)} allowed"
-            )
+            raise UnsafeArchiveError(f"the archive unpacks to more than the {_human(limits.max_total_bytes)} allowed")
         ratio = entry.size / max(entry.packed or 0, 1)
         if entry.packed is not None and entry.size > limits.ratio_min_bytes and ratio > limits.max_ratio:
             raise UnsafeArchiveError(
@@ -100,6 +102,44 @@ class EntryChecker:
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.name), target))
         if target.startswith(("/", "\\")) or resolved == ".." or resolved.startswith("../"):
             raise UnsafeArchiveError(f"symlink {entry.name!r} points outside the archive: {target}")
+        self.links[entry.name] = target
+
+    def check_links(self) -> None:
+        """Follow every symlink through the others, as the OS will once they all exist: none may leave
+        the archive's folder or loop. Call it once every member is admitted.
+
+        Each target alone was judged lexically by `admit`, which cannot see that ``s -> .`` turns
+        ``a -> s/../x`` into a link to the destination's neighbour ``x``.
+        """
+        resolved: dict[str, str | None] = {}  # link -> where it leads ("" = the root); None while followed
+
+        def follow(folder: str, rest: str, link: str, depth: int) -> str:
+            path = folder
+            for part in rest.split("/"):
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if not path:
+                        raise UnsafeArchiveError(f"symlink {link!r} points outside the archive: {self.links[link]}")
+                    path = posixpath.dirname(path)
+                    continue
+                path = f"{path}/{part}" if path else part
+                if path not in self.links:
+                    continue
+                if path in resolved:
+                    if resolved[path] is None:
+                        raise InvalidArchiveError(f"symlink {link!r} is part of a loop of links")
+                    path = resolved[path] or ""
+                    continue
+                if depth >= MAX_LINK_DEPTH:
+                    raise InvalidArchiveError(f"symlink {link!r} goes through more than {MAX_LINK_DEPTH} links")
+                resolved[path] = None
+                resolved[path] = follow(posixpath.dirname(path), self.links[path], link, depth + 1)
+                path = resolved[path] or ""
+            return path
+
+        for link in self.links:
+            follow("", link, link, 0)
 
     def _admit_hardlink(self, entry: Entry) -> None:
         target = entry.target or ""
@@ -162,9 +202,7 @@ def validate_contents(names: set[str], read: ReadSmall, default_name: str) -> tu
         manifest = ModelManifest.from_dict(parse_manifest_json(raw, MODEL_MANIFEST_PATH))
     else:
         manifest = ModelManifest.synthesize(default_name)
-        warnings.append(
-            f"no {MODEL_MANIFEST_PATH}: TorchServe's defaults apply (name {default_name}, version 1.0)"
-        )
+        warnings.append(f"no {MODEL_MANIFEST_PATH}: TorchServe's defaults apply (name {default_name}, version 1.0)")
     _check_references(manifest.referenced_files, names, MODEL_MANIFEST_PATH)
     module = manifest.handler_module
     if manifest.runtime != "LSP" and not manifest.synthesized:

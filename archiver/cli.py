@@ -54,12 +54,8 @@ def model_parser(prog: str = "tsconsole archive") -> argparse.ArgumentParser:
     p.add_argument("-v", "--version", help="Model's version")
     p.add_argument("-r", "--requirements-file", help="requirements.txt with the model's Python packages")
     p.add_argument("-c", "--config-file", help="model-config.yaml (batch size, workers, handler settings)")
-    p.add_argument(
-        "--inspect", metavar="ARCHIVE", help="Show an archive's manifest and files, unpack nothing"
-    )
-    p.add_argument(
-        "--unpack", metavar="ARCHIVE", help="Safely unpack an archive into <export-path>/<model-name>/"
-    )
+    p.add_argument("--inspect", metavar="ARCHIVE", help="Show an archive's manifest and files, unpack nothing")
+    p.add_argument("--unpack", metavar="ARCHIVE", help="Safely unpack an archive into <export-path>/<model-name>/")
     p.add_argument("--json", action="store_true", help="With --inspect: print JSON")
     return p
 

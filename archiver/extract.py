@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from archiver.checks import MAX_SMALL_FILE, EntryChecker, validate_contents
-from archiver.errors import ArchiverError, UnsafeArchiveError
+from archiver.errors import ArchiverError, InvalidArchiveError, UnsafeArchiveError
 from archiver.limits import DEFAULT_LIMITS, Limits
 from archiver.members import (
     DIR,
@@ -94,7 +94,11 @@ class _Unpacker:
             os.symlink(entry.target, path)
         # Only now can chains of links be judged: every one must resolve inside the destination.
         for entry in self.links:
-            if not _inside(self.root, self.target(entry.name).resolve()):
+            try:
+                resolved = self.target(entry.name).resolve()
+            except (OSError, RuntimeError) as exc:  # a loop, or a chain too long for the OS to follow
+                raise InvalidArchiveError(f"symlink {entry.name!r} cannot be followed: {exc}") from None
+            if not _inside(self.root, resolved):
                 raise UnsafeArchiveError(f"symlink {entry.name!r} points outside the archive: {entry.target}")
 
     def read_small(self, name: str) -> bytes | None:
@@ -132,6 +136,7 @@ def extract_archive(
             for member in walk_members(source, fmt):
                 unpacker.add(member)
                 entries.append(member.entry)
+        unpacker.checker.check_links()  # before any link exists
         unpacker.make_links()
         kind, manifest, warnings = validate_contents(
             unpacker.checker.names, unpacker.read_small, default_model_name(source)

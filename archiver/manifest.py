@@ -174,11 +174,7 @@ class ModelManifest:
             if value is not None:
                 files[key] = member_name(value, what=f"{where} '{key}'")
         assert name is not None and handler is not None
-        if (
-            runtime != "LSP"
-            and not _handler_is_file(handler)
-            and not _MODULE_NAME.match(handler.split(":", 1)[0])
-        ):
+        if runtime != "LSP" and not _handler_is_file(handler) and not _MODULE_NAME.match(handler.split(":", 1)[0]):
             raise InvalidArchiveError(f"{section} 'handler' {handler!r} is neither a file nor a module name")
         if _handler_is_file(handler):
             member_name(handler.split(":", 1)[0], what=f"{where} 'handler'")
@@ -194,9 +190,7 @@ class ModelManifest:
             config_file=files["configFile"],
             extensions=model.get("extensions"),
             created_on=data.get("createdOn") if isinstance(data.get("createdOn"), str) else None,
-            archiver_version=data.get("archiverVersion")
-            if isinstance(data.get("archiverVersion"), str)
-            else None,
+            archiver_version=data.get("archiverVersion") if isinstance(data.get("archiverVersion"), str) else None,
             description=description if isinstance(description, str) else None,
         )
 

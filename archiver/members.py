@@ -6,6 +6,7 @@ its data. A tar.gz is read as a stream, so a member's data can only be opened wh
 
 from __future__ import annotations
 
+import gzip
 import os
 import stat
 import tarfile
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from archiver.errors import InvalidArchiveError, UnsafeArchiveError
-from archiver.paths import member_name
+from archiver.paths import check_raw_name, escapes, member_name
 
 FILE, DIR, SYMLINK, HARDLINK = "file", "dir", "symlink", "hardlink"
 MAX_LINK_TARGET = 4096
+# A tar ends with zero blocks padded to its record size; more than this after the end is refused.
+MAX_TAR_TRAILER = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,14 @@ def detect_format(path: Path) -> str:
 
 
 # Errors that mean the bytes are not a well-formed archive (as opposed to a disk or permission error).
-CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error)
+CORRUPT = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    gzip.BadGzipFile,
+)
 
 
 @contextmanager
@@ -81,10 +91,27 @@ def _walk_zip(path: Path) -> Iterator[Member]:
             elif info.is_dir():
                 yield Member(Entry(name, DIR))
             else:
+                if _sizes_impossible(info):
+                    raise UnsafeArchiveError(
+                        f"entry {name!r} has lying headers: {info.compress_size} packed bytes "
+                        f"cannot unpack to {info.file_size}"
+                    )
                 yield Member(
                     Entry(name, FILE, size=info.file_size, packed=info.compress_size),
                     open=lambda info=info: zf.open(info),
                 )
+
+
+def _sizes_impossible(info: zipfile.ZipInfo) -> bool:
+    """Sizes no compressor could produce: a lie only unpacking would otherwise reveal (and
+    ``inspect_archive`` unpacks nothing). Deflate at worst adds a few bytes per block."""
+    if info.flag_bits & 0x1:  # encrypted: zipfile refuses to read it anyway
+        return False
+    if info.compress_type == zipfile.ZIP_STORED:
+        return info.compress_size != info.file_size
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return info.compress_size > 2 * info.file_size + 1024
+    return False
 
 
 def _strip_top(raw: str) -> str | None:
@@ -94,10 +121,10 @@ def _strip_top(raw: str) -> str | None:
 
 
 def _walk_tgz(path: Path) -> Iterator[Member]:
-    with tarfile.open(path, mode="r|gz") as tf:
+    # gzip itself, not tarfile's "r|gz": only GzipFile checks the stream's CRC and notices a missing end.
+    with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tf:
         for info in tf:
-            if info.name.startswith(("/", "\\")):
-                member_name(info.name)  # raises: absolute path
+            check_raw_name(info.name)  # before stripping: a top folder '..' or 'C:' is no folder
             stripped = _strip_top(info.name)
             if stripped is None:
                 if info.isdir():
@@ -116,11 +143,17 @@ def _walk_tgz(path: Path) -> Iterator[Member]:
                 yield Member(Entry(name, SYMLINK, target=info.linkname))
             elif info.islnk():
                 linked = _strip_top(info.linkname)
-                if linked is None:
+                if linked is None or escapes(info.linkname):
                     raise UnsafeArchiveError(f"hardlink {name!r} points outside the archive: {info.linkname}")
                 yield Member(Entry(name, HARDLINK, target=linked))
             else:
                 raise UnsafeArchiveError(f"entry {name!r} is a device, FIFO or other special file")
+        # Read to the end of the gzip stream, so a truncated or corrupted archive is noticed.
+        trailer = 0
+        while chunk := gz.read(1024 * 1024):
+            trailer += len(chunk)
+            if trailer > MAX_TAR_TRAILER:
+                raise UnsafeArchiveError(f"{path} has more than {MAX_TAR_TRAILER} bytes after its tar data")
 
 
 def _walk_dir(path: Path) -> Iterator[Member]:

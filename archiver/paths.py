@@ -7,6 +7,28 @@ from archiver.errors import UnsafeArchiveError
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+def _escape_problem(name: str) -> str | None:
+    """Why ``name`` could leave its archive (NUL byte, absolute, ``..``), or None."""
+    if "\x00" in name:
+        return "has a NUL byte in its name"
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return "is an absolute path"
+    if ".." in re.split(r"[/\\]", name):
+        return "climbs out of the archive with '..'"
+    return None
+
+
+def escapes(name: str) -> bool:
+    """Whether ``name`` is absolute or has a ``..`` component (``.`` and empty components are fine)."""
+    return _escape_problem(name) is not None
+
+
+def check_raw_name(name: str, *, what: str = "entry") -> None:
+    """Refuse a name as stored (a tar.gz member before its top folder is stripped, say) that escapes."""
+    if problem := _escape_problem(name):
+        raise UnsafeArchiveError(f"{what} {name!r} {problem}")
+
+
 def member_parts(name: str, *, what: str = "entry") -> tuple[str, ...]:
     """Split an archive member name into safe path components.
 
@@ -14,13 +36,8 @@ def member_parts(name: str, *, what: str = "entry") -> tuple[str, ...]:
     names. Backslashes count as separators, so a name made on Windows cannot climb out either.
     ``.`` and empty components are dropped.
     """
-    if "\x00" in name:
-        raise UnsafeArchiveError(f"{what} {name!r} has a NUL byte in its name")
-    if name.startswith(("/", "\\")) or _DRIVE.match(name):
-        raise UnsafeArchiveError(f"{what} {name!r} is an absolute path")
+    check_raw_name(name, what=what)
     parts = tuple(p for p in re.split(r"[/\\]", name) if p not in ("", "."))
-    if ".." in parts:
-        raise UnsafeArchiveError(f"{what} {name!r} climbs out of the archive with '..'")
     if not parts:
         raise UnsafeArchiveError(f"{what} {name!r} is not a file name")
     return parts

@@ -69,7 +69,8 @@ def _is_small_text(entry: Entry) -> bool:
 def inspect_archive(path: str | Path, *, limits: Limits = DEFAULT_LIMITS) -> ArchiveInfo:
     """Read an archive's manifest and member list without unpacking anything to disk.
 
-    Raises `InvalidArchiveError` / `UnsafeArchiveError` for exactly what `extract_archive` refuses.
+    Raises `InvalidArchiveError` / `UnsafeArchiveError` for what `extract_archive` refuses, except what
+    only unpacking can reveal: a ZIP member whose plausible header sizes or CRC lie about its data.
     """
     path = Path(path)
     fmt = detect_format(path)
@@ -84,6 +85,7 @@ def inspect_archive(path: str | Path, *, limits: Limits = DEFAULT_LIMITS) -> Arc
             if member.open is not None and _is_small_text(member.entry):
                 with member.open() as f:
                     small[member.entry.name] = f.read(MAX_SMALL_FILE + 1)
+    checker.check_links()
     kind, manifest, warnings = validate_contents(
         checker.names,
         lambda n: small.get(n) if len(small.get(n, b"")) <= MAX_SMALL_FILE else None,

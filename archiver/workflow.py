@@ -44,9 +44,7 @@ def build_workflow_archive(config: WorkflowArchiveConfig, progress: ProgressFact
     manifest = config.manifest()
     export_path = config.export_path if config.export_path is not None else os.getcwd()
     output = os.path.join(export_path, f"{config.workflow_name}.war")
-    check_output(
-        config.workflow_name, export_path, output, config.force, kind="workflow", what="workflow archive"
-    )
+    check_output(config.workflow_name, export_path, output, config.force, kind="workflow", what="workflow archive")
     inputs = ArchiveInputs(reserved=(WORKFLOW_MANIFEST_PATH,))
     inputs.add_file(config.spec_file, "--spec-file")
     assert config.handler is not None

@@ -63,9 +63,7 @@ def _write_zip(
         zf.writestr(info, manifest)
 
 
-def _write_tgz(
-    tmp: Path, members: Mapping[str, Path], manifest_name: str, manifest: str, top: str, progress
-) -> None:
+def _write_tgz(tmp: Path, members: Mapping[str, Path], manifest_name: str, manifest: str, top: str, progress) -> None:
     with tarfile.open(tmp, "w:gz", dereference=True) as tf:
         for name, source in members.items():
             info = tf.gettarinfo(source, arcname=f"{top}/{name}")

@@ -37,9 +37,7 @@ VARIANTS = {
 def read_output(path: Path, fmt: str) -> dict[str, tuple[bytes, object]]:
     """Archive member name -> (bytes, how it is stored), for any format."""
     if fmt == "no-archive":
-        return {
-            p.relative_to(path).as_posix(): (p.read_bytes(), None) for p in path.rglob("*") if p.is_file()
-        }
+        return {p.relative_to(path).as_posix(): (p.read_bytes(), None) for p in path.rglob("*") if p.is_file()}
     if fmt == "tgz":
         with tarfile.open(path) as tf:
             return {m.name: (tf.extractfile(m).read(), (m.type, m.mode)) for m in tf.getmembers()}
@@ -217,9 +215,7 @@ def test_same_war_as_torch_workflow_archiver(workflow_inputs: Path) -> None:
     assert (
         sorted(out["ours"])
         == sorted(out["theirs"])
-        == sorted(
-            ["wf.yaml", "wf_handler.py", "index_to_name.json", "requirements.txt", "WAR-INF/MANIFEST.json"]
-        )
+        == sorted(["wf.yaml", "wf_handler.py", "index_to_name.json", "requirements.txt", "WAR-INF/MANIFEST.json"])
     )
     for member, (data, how) in out["theirs"].items():
         assert out["ours"][member][1] == how

@@ -103,15 +103,11 @@ def test_force_replaces_a_no_archive_folder(tmp_path: Path) -> None:
     (tmp_path / "one.txt").write_text("1")
     (tmp_path / "two.txt").write_text("2")
     base = dict(model_name="dir", handler="base_handler", version="1", export_path=str(tmp_path))
-    build_model_archive(
-        ModelArchiveConfig(**base, extra_files=str(tmp_path / "one.txt"), archive_format="no-archive")
-    )
+    build_model_archive(ModelArchiveConfig(**base, extra_files=str(tmp_path / "one.txt"), archive_format="no-archive"))
     with pytest.raises(ArchiveInputError, match="already exists"):
         build_model_archive(ModelArchiveConfig(**base, archive_format="no-archive"))
     build_model_archive(
-        ModelArchiveConfig(
-            **base, extra_files=str(tmp_path / "two.txt"), archive_format="no-archive", force=True
-        )
+        ModelArchiveConfig(**base, extra_files=str(tmp_path / "two.txt"), archive_format="no-archive", force=True)
     )
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["MAR-INF", "two.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
