@@ -1,0 +1,3 @@
+"""The TorchServe version this compatibility package stands for."""
+
+__version__ = "0.12.0"
