@@ -1,0 +1,808 @@
+"""The worker pool of ONE model version: processes, their life cycle, and the way requests reach them.
+
+`WorkerPool` is the runtime interface the core talks to (``scale``, ``predict``, ``workers``, ``close``); this
+implementation runs local worker processes (`server.runtime.worker`) over Unix sockets, asyncio only: the
+event loop is never blocked.
+
+Life of a worker slot (spec §12.3). A slot has a stable id (one global counter from 9000, like TorchServe's
+worker ports) and a supervisor task that repeats: spawn ``python -m server.runtime.worker --sock
+<dir>/w-<id>.sock``, wait for ``Torch worker started.`` on its stdout (120 s), connect, send `Load` and await
+the `Reply` within ``startup_timeout_s``; then serve batches until told to stop or until the instance fails.
+Any failure (exit, end of stream, load error, timeout, malformed frame) kills and reaps the process, fails
+the in-flight batch with `WorkerDied` (507 when it looks OOM-killed: exit code 137, or SIGKILL not sent by
+us) and restarts it after a Fibonacci back-off (1, 1, 2, 3, 5, 8, ... s; reset by a successful load) while the
+slot has been failing for less than ``max_retry_timeout_s``; then the slot gives up and stays STOPPED.
+Queued jobs are never failed by a crash: they wait for the replacement (or another worker).
+
+Requests (spec §12.5). One `Batcher` per pool (the version's FIFO queue of ``job_queue_size``); each
+serving worker takes a batch from it, sends it as one `Inference`, and waits ``response_timeout_s`` for the
+`Reply`. Code 200 gives every request its own `Response` (matched by ``request_id``, arrival order for
+duplicates); any other code gives every request of the batch `WorkerError(code, message)`. A streaming
+handler first sends intermediate 200 replies whose responses carry ``ts_stream_next: true``; each one goes
+to its request's ``on_intermediate`` callback (see `WorkerPool.predict_stream`), the last reply as usual.
+
+Environment of a worker: the caller's ``env`` (default: this process's environment), the project root put in
+front of ``PYTHONPATH``, ``PYTHONUNBUFFERED=1`` unless set, and ``TSC_TORCH_THREADS`` unless set: it is
+``max(1, os.cpu_count() // n)`` where ``n`` is the number of (not stopping) workers of this pool at the
+moment the process is spawned, so the workers of one model share the cores instead of each using all of
+them. The working directory is the model directory (when it exists), as in TorchServe.
+
+Logging: every line a worker writes goes to the ``MODEL_LOG`` logger (stdout at INFO, stderr at WARNING)
+with ``extra={"ts_thread": "W-<id>-<model>_<version>-stdout"}`` (or ``-stderr``); life-cycle events go to
+``server.runtime.pool`` with ``ts_thread`` ``W-<id>-<model>_<version>``. Nothing is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import server
+from server.errors import RequestTimeout, ServeError, WorkerDied, WorkerError, no_worker
+from server.runtime import protocol
+from server.runtime.batcher import Batcher, QueueFull
+from server.runtime.messages import Inference, Load, Reply, Request, Response
+
+__all__ = [
+    "BACKOFF_S",
+    "WORKER_START_TIMEOUT_S",
+    "ModelSpec",
+    "WorkerInfo",
+    "WorkerPool",
+    "WorkerStatus",
+]
+
+log = logging.getLogger(__name__)
+model_log = logging.getLogger("MODEL_LOG")
+
+T = TypeVar("T")
+
+BACKOFF_S = (1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597)
+"""Seconds before restart number 1, 2, 3, ... of a failing worker (spec §12.3); the last value repeats."""
+
+WORKER_START_TIMEOUT_S = 120.0  # for "Torch worker started." on stdout
+CONNECT_TIMEOUT_S = 120.0
+EXIT_GRACE_S = 5.0  # per step of a stop: end of stream, then SIGTERM, then SIGKILL
+DEATH_GRACE_S = 2.0  # after an unexpected end of stream, for the exit code to arrive
+MAX_LOG_LINE = 64 * 1024  # longer worker output lines are logged in pieces
+STARTED_LINE = "Torch worker started."
+STREAM_HEADER = "ts_stream_next"
+WORKER_MODULE = "server.runtime.worker"
+PROJECT_ROOT = str(Path(server.__file__).resolve().parent.parent)
+AF_UNIX_PATH_MAX = 107
+
+_worker_ids = itertools.count(9000)
+_Outgoing = Load | Inference | None  # what the frontend sends (None: nothing, just read the next reply)
+
+
+class WorkerStatus:
+    LOADING = "LOADING"  # process starting or model loading
+    READY = "READY"  # model loaded, serving (idle or busy)
+    UNLOADING = "UNLOADING"  # being stopped by a scale-down / close
+    STOPPED = "STOPPED"  # dead: waiting for its restart, or given up
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a pool needs to know about its model version (times in seconds unless the name says ms)."""
+
+    model_name: str
+    model_version: str
+    model_dir: str
+    handler: str
+    batch_size: int = 1
+    max_batch_delay_ms: float = 100
+    response_timeout_s: float = 120
+    startup_timeout_s: float = 120
+    envelope: str = ""
+    limit_max_image_pixels: bool = True
+    job_queue_size: int = 100
+    max_retry_timeout_s: float = 300
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: int
+    pid: int | None  # None while no process runs (between a crash and its restart)
+    status: str  # a WorkerStatus value
+    start_time: float  # epoch seconds the current (or last) process was started
+    gpu: int | None  # None: CPU
+
+
+@dataclass(eq=False)
+class _Job:
+    request: Request
+    future: asyncio.Future[Response]
+    url_version: str | None = None
+    on_intermediate: Callable[[Response], None] | None = None
+
+
+class _Failure(Exception):
+    """Why one worker process ended; `error` makes what a waiting scale() and each in-flight job get."""
+
+    def __init__(self, reason: str, *, code: int | None = None, message: str = "", oom: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code  # the worker's load error code; None: the process died or timed out
+        self.message = message
+        self.oom = oom
+
+    @property
+    def is_load_error(self) -> bool:
+        return self.code is not None
+
+    def error(self) -> ServeError:
+        """A fresh exception for one recipient (one exception object must not be raised in two tasks)."""
+        if self.code is not None:
+            return WorkerError(self.code, self.message)
+        return WorkerDied(oom_killed=self.oom)
+
+
+class _Instance:
+    """One OS process of a slot, with its pipes and its connection."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, sock_path: Path) -> None:
+        self.proc = proc
+        self.sock_path = sock_path
+        self.started = asyncio.Event()
+        self.exited: asyncio.Task[int] = asyncio.ensure_future(proc.wait())
+        self.pumps: list[asyncio.Task[None]] = []
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.loaded = False  # the model is loaded: the worker is reading the socket, EOF ends it
+        self.killed_by_us = False
+
+    def signal(self, sig: int) -> None:
+        if self.proc.returncode is None:
+            self.killed_by_us = True
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+
+class _Worker:
+    """A worker slot: a stable id and GPU, and the supervisor task that (re)starts its process."""
+
+    def __init__(self, worker_id: int, gpu: int | None, thread: str) -> None:
+        self.id = worker_id
+        self.gpu = gpu
+        self.thread = thread  # "W-<id>-<model>_<version>"
+        self.extra = {"ts_thread": thread}
+        self.status = WorkerStatus.LOADING
+        self.start_time = time.time()
+        self.inst: _Instance | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.loaded.add_done_callback(_consume)
+        self.stopping = False
+        self.stop_event = asyncio.Event()
+        self.serving = False
+        self.gave_up = False
+        self.in_flight: list[_Job] = []
+
+    @property
+    def active(self) -> bool:
+        return not self.stopping and not self.gave_up
+
+    def info(self) -> WorkerInfo:
+        pid = self.inst.proc.pid if self.inst is not None else None
+        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu)
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as retrieved (nobody may be waiting for a worker's first load)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _is_intermediate(reply: Reply) -> bool:
+    """A 200 reply of a streaming handler that more replies for the same batch will follow."""
+    return reply.code == 200 and any(
+        key.lower() == STREAM_HEADER and value.strip().lower() == "true"
+        for response in reply.responses
+        for key, value in response.headers
+    )
+
+
+def _fail(job: _Job, exc: BaseException) -> None:
+    if not job.future.done():
+        job.future.set_exception(exc)
+
+
+class WorkerPool:
+    """The worker processes of one model version, with its job queue and batching.
+
+    ``python`` runs the workers; ``service`` (``module:Class``) is handed to them as ``--service`` (default:
+    the worker's own default, the handler library); ``env`` replaces this process's environment for the
+    workers; ``gpu_ids`` are given to new workers round-robin (none: CPU, ``gpu_id`` -1); ``socket_dir``
+    holds the worker sockets (default: a private 0700 temporary directory, removed by `close`).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        python: str = sys.executable,
+        service: str | None = None,
+        env: dict[str, str] | None = None,
+        gpu_ids: Sequence[int] = (),
+        socket_dir: Path | None = None,
+    ) -> None:
+        self.spec = spec
+        self._python = python
+        self._service = service
+        self._env = dict(env) if env is not None else None
+        self._gpu_ids = tuple(gpu_ids)
+        self._next_gpu = 0
+        self._socket_dir_arg = Path(socket_dir) if socket_dir is not None else None
+        self._socket_dir: Path | None = None
+        self._owns_socket_dir = socket_dir is None
+        self._batcher: Batcher[_Job] = Batcher(spec.batch_size, spec.max_batch_delay_ms, spec.job_queue_size)
+        self._workers: list[_Worker] = []  # oldest first
+        self._min = 0
+        self._max = 0
+        self._scale_lock = asyncio.Lock()
+        self._closed = False
+
+    # -- public API --------------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """What ``/ping`` asks (spec §1.2): enough workers that have not given up restarting."""
+        return sum(1 for w in self._workers if w.active) >= self._min
+
+    @property
+    def min_workers(self) -> int:
+        return self._min
+
+    @property
+    def max_workers(self) -> int:
+        return self._max
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._batcher)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker slot, oldest first (stopping ones included until their process is gone)."""
+        return [w.info() for w in self._workers]
+
+    async def scale(
+        self,
+        min_workers: int,
+        max_workers: int | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Set min/max workers (max defaults to min): start workers up to ``min``, stop those beyond ``max``.
+
+        Workers are stopped newest first; a stopping worker finishes its in-flight batch first. With
+        ``wait`` this returns once every new worker has loaded its model and every stopped one is gone, and
+        raises the first failure of a new worker: `WorkerError` with the worker's load code/message, or
+        `WorkerDied` when it crashed or timed out while starting (the worker keeps retrying in the
+        background either way). ``timeout`` bounds that wait: `RequestTimeout` when exceeded.
+        """
+        if self._closed:
+            raise RuntimeError("the worker pool is closed")
+        if max_workers is None:
+            max_workers = min_workers
+        if min_workers < 0 or max_workers < min_workers:
+            raise ValueError(f"invalid worker counts: min {min_workers}, max {max_workers}")
+        async with self._scale_lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            self._min, self._max = min_workers, max_workers
+            self._workers = [w for w in self._workers if not w.gave_up]
+            active = [w for w in self._workers if w.active]
+            target = min(max(len(active), min_workers), max_workers)
+            new: list[_Worker] = []
+            victims: list[_Worker] = []
+            if target > len(active):
+                self._ensure_socket_dir()
+                for _ in range(target - len(active)):
+                    worker = self._new_worker()
+                    self._workers.append(worker)
+                    new.append(worker)
+                for worker in new:
+                    worker.task = asyncio.create_task(self._supervise(worker), name=worker.thread)
+            elif target < len(active):
+                victims = active[target:][::-1]  # newest first
+                for worker in victims:
+                    self._request_stop(worker)
+                self._check_no_workers()
+        if not wait:
+            return
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                if new:
+                    await asyncio.wait([w.loaded for w in new], return_when=asyncio.FIRST_EXCEPTION)
+                    for worker in new:
+                        error = worker.loaded.exception() if worker.loaded.done() else None
+                        if error is not None:
+                            raise error
+                tasks = [w.task for w in victims if w.task is not None]
+                if tasks:
+                    await asyncio.wait(tasks)
+        except TimeoutError:
+            if deadline.expired():
+                raise RequestTimeout(f"Timed out after {timeout} s while scaling workers") from None
+            raise
+
+    async def predict(
+        self,
+        request: Request,
+        *,
+        url_version: str | None = None,
+        on_intermediate: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Queue ``request``, have a worker run it (batched), and return its `Response`.
+
+        Raises `no_worker` (503) at once when the version has no worker or its queue is full
+        (``url_version`` is the version as the client named it, only used in that message), `WorkerError`
+        when the batch failed in the worker, `WorkerDied` when the worker died or timed out with it.
+        ``on_intermediate`` receives the intermediate responses of a streaming handler, in order.
+        """
+        if self._closed or not any(w.active for w in self._workers):
+            raise no_worker(self.spec.model_name, url_version)
+        future = asyncio.get_running_loop().create_future()
+        job = _Job(request, future, url_version, on_intermediate)
+        try:
+            self._batcher.put(job)
+        except QueueFull:
+            raise no_worker(self.spec.model_name, url_version) from None
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._batcher.remove(job)
+            raise
+
+    async def predict_stream(
+        self,
+        request: Request,
+        *,
+        url_version: str | None = None,
+    ) -> AsyncIterator[Response]:
+        """Like `predict`, but yield each intermediate response of a streaming handler, then the final one.
+
+        A handler that does not stream yields exactly one response. Errors are raised where they happen
+        (possibly after some intermediate responses were yielded).
+        """
+        queue: asyncio.Queue[Response] = asyncio.Queue()
+        predict = self.predict(request, url_version=url_version, on_intermediate=queue.put_nowait)
+        final = asyncio.ensure_future(predict)
+        getter: asyncio.Future[Response] | None = None
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, final}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                yield final.result()
+                return
+        finally:
+            if getter is not None and not getter.done():
+                getter.cancel()
+            if not final.done():
+                final.cancel()
+                await asyncio.wait([final])
+
+    async def close(self, timeout: float = 30) -> None:
+        """Stop every worker (SIGTERM, up to ``timeout`` s, then SIGKILL), reap them, remove the sockets.
+
+        Queued requests fail with 503 (no worker), in-flight ones with `WorkerDied`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        workers = list(self._workers)
+        for worker in workers:
+            worker.stopping = True
+            worker.status = WorkerStatus.UNLOADING
+            worker.stop_event.set()
+            if worker.inst is not None:
+                worker.inst.signal(signal.SIGTERM)
+        self._fail_queued()
+        tasks = [w.task for w in workers if w.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for worker in workers:
+                if worker.task in pending:
+                    if worker.inst is not None:
+                        worker.inst.signal(signal.SIGKILL)
+                    worker.task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
+        if self._socket_dir is not None and self._owns_socket_dir:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self._socket_dir = None
+
+    # -- slots ---------------------------------------------------------------------------------------------
+
+    def _new_worker(self) -> _Worker:
+        gpu: int | None = None
+        if self._gpu_ids:
+            gpu = self._gpu_ids[self._next_gpu % len(self._gpu_ids)]
+            self._next_gpu += 1
+        worker_id = next(_worker_ids)
+        thread = f"W-{worker_id}-{self.spec.model_name}_{self.spec.model_version}"
+        return _Worker(worker_id, gpu, thread)
+
+    def _ensure_socket_dir(self) -> Path:
+        if self._socket_dir is None:
+            if self._socket_dir_arg is not None:
+                self._socket_dir_arg.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._socket_dir = self._socket_dir_arg
+            else:
+                self._socket_dir = Path(tempfile.mkdtemp(prefix="tsc-workers-"))  # mode 0700
+        return self._socket_dir
+
+    def _request_stop(self, worker: _Worker) -> None:
+        """Stop a slot: a serving worker finishes its in-flight batch first; otherwise it stops at once."""
+        worker.stopping = True
+        worker.status = WorkerStatus.UNLOADING
+        worker.stop_event.set()
+        if not worker.serving and worker.task is not None:
+            worker.task.cancel()
+
+    def _check_no_workers(self) -> None:
+        """Nobody will ever take the queued jobs once no worker is active: fail them with 503."""
+        if not any(w.active for w in self._workers):
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        for job in self._batcher.drain():
+            _fail(job, no_worker(self.spec.model_name, job.url_version))
+
+    def _worker_env(self) -> dict[str, str]:
+        env = dict(os.environ if self._env is None else self._env)
+        if "TSC_TORCH_THREADS" not in env:
+            n = max(1, sum(1 for w in self._workers if w.active))
+            env["TSC_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+        path = env.get("PYTHONPATH", "")
+        if path.split(os.pathsep)[0] != PROJECT_ROOT:
+            env["PYTHONPATH"] = PROJECT_ROOT + (os.pathsep + path if path else "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    # -- supervisor ------------------------------------------------------------------------------------------
+
+    async def _supervise(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        retries = 0
+        failing_since: float | None = None
+        try:
+            while not worker.stopping:
+                try:
+                    await self._start(worker)
+                except _Failure as exc:
+                    failure: _Failure | None = exc
+                    if exc.is_load_error:
+                        log.warning("Load model failed: %s", exc.reason, extra=worker.extra)
+                except Exception as exc:  # a bug of ours must not leave a slot that never serves
+                    log.exception("Worker %s failed to start", worker.thread, extra=worker.extra)
+                    failure = _Failure(f"{type(exc).__name__}: {exc}")
+                else:
+                    retries, failing_since = 0, None
+                    worker.status = WorkerStatus.READY
+                    log.info("Worker %s loaded the model, pid %d", worker.thread, self._pid(worker),
+                             extra=worker.extra)  # fmt: skip
+                    if not worker.loaded.done():
+                        worker.loaded.set_result(None)
+                    try:
+                        failure = await self._serve(worker)
+                    except Exception as exc:  # in-flight jobs were failed by _run_batch
+                        log.exception("Worker %s failed while serving", worker.thread, extra=worker.extra)
+                        failure = _Failure(f"{type(exc).__name__}: {exc}")
+                if failure is None:
+                    return  # stopped on request
+                await self._reap(worker, graceful=False)
+                if not worker.loaded.done():
+                    worker.loaded.set_exception(failure.error())
+                if worker.stopping:
+                    return
+                worker.status = WorkerStatus.STOPPED
+                now = loop.time()
+                if failing_since is None:
+                    failing_since = now
+                if now - failing_since >= self.spec.max_retry_timeout_s:
+                    log.error("Worker %s failed for %.0f s; no more restarts", worker.thread,
+                              now - failing_since, extra=worker.extra)  # fmt: skip
+                    worker.gave_up = True
+                    self._check_no_workers()
+                    return
+                delay = BACKOFF_S[min(retries, len(BACKOFF_S) - 1)]
+                retries += 1
+                log.info("Retry worker: %s in %d seconds.", worker.thread, delay, extra=worker.extra)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await worker.stop_event.wait()
+        finally:
+            await self._reap(worker, graceful=True)
+            worker.status = WorkerStatus.STOPPED
+            worker.serving = False
+            if not worker.loaded.done():
+                worker.loaded.set_exception(WorkerDied())
+            if worker.stopping:
+                with contextlib.suppress(ValueError):
+                    self._workers.remove(worker)
+                log.info("Worker %s stopped", worker.thread, extra=worker.extra)
+                self._check_no_workers()
+
+    @staticmethod
+    def _pid(worker: _Worker) -> int:
+        return worker.inst.proc.pid if worker.inst is not None else -1
+
+    async def _start(self, worker: _Worker) -> None:
+        """Spawn the process, wait for its start line, connect and load the model (raises `_Failure`)."""
+        worker.status = WorkerStatus.LOADING
+        worker.start_time = time.time()
+        sock_path = self._ensure_socket_dir() / f"w-{worker.id}.sock"
+        if len(os.fsencode(sock_path)) > AF_UNIX_PATH_MAX:
+            message = "Worker socket path too long"
+            raise _Failure(f"{message}: {sock_path}", code=500, message=message)
+        with contextlib.suppress(FileNotFoundError):
+            sock_path.unlink()
+        cmd = [self._python, "-m", WORKER_MODULE, "--sock", str(sock_path)]
+        if self._service:
+            cmd += ["--service", self._service]
+        cwd = self.spec.model_dir if os.path.isdir(self.spec.model_dir) else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._worker_env(),
+                cwd=cwd,
+            )
+        except OSError as exc:
+            message = f"Cannot start worker: {exc}"
+            raise _Failure(message, code=500, message=message) from None
+        inst = _Instance(proc, sock_path)
+        worker.inst = inst
+        assert proc.stdout is not None and proc.stderr is not None
+        inst.pumps = [
+            asyncio.create_task(self._pump(worker, inst, proc.stdout, "stdout")),
+            asyncio.create_task(self._pump(worker, inst, proc.stderr, "stderr")),
+        ]
+        log.info("Worker %s started, pid %d", worker.thread, proc.pid, extra=worker.extra)
+
+        await self._until(worker, inst.started.wait(), WORKER_START_TIMEOUT_S, "starting")
+        connect = asyncio.open_unix_connection(str(sock_path))
+        inst.reader, inst.writer = await self._until(worker, connect, CONNECT_TIMEOUT_S, "connecting")
+        spec = self.spec
+        load = Load(
+            model_name=spec.model_name,
+            model_path=str(spec.model_dir),
+            batch_size=spec.batch_size,
+            handler=spec.handler,
+            gpu_id=worker.gpu if worker.gpu is not None else -1,
+            envelope=spec.envelope,
+            limit_max_image_pixels=spec.limit_max_image_pixels,
+            model_version=spec.model_version,
+        )
+        reply = await self._exchange(worker, load, spec.startup_timeout_s, "loading the model")
+        if reply.code != 200:
+            raise _Failure(f"code {reply.code}: {reply.message}", code=reply.code, message=reply.message)
+        inst.loaded = True
+
+    async def _serve(self, worker: _Worker) -> _Failure | None:
+        """Take batches and run them until stopped (None) or until the process fails (its `_Failure`)."""
+        inst = worker.inst
+        assert inst is not None
+        worker.serving = True
+        try:
+            while not worker.stopping:
+                getter = asyncio.ensure_future(self._batcher.get_batch())
+                stopper = asyncio.ensure_future(worker.stop_event.wait())
+                try:
+                    waits = {getter, stopper, inst.exited}
+                    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                    if not getter.done():
+                        getter.cancel()
+                        await asyncio.wait([getter])
+                if getter.cancelled():
+                    if inst.exited in done:
+                        return await self._died(worker, "worker exited while idle")
+                    return None
+                batch = getter.result()
+                if worker.stopping or inst.exited.done():
+                    self._batcher.put_front(batch)  # someone else's work now
+                    continue
+                jobs = [job for job in batch if not job.future.done()]
+                if jobs:
+                    failure = await self._run_batch(worker, jobs)
+                    if failure is not None:
+                        return failure
+            return None
+        finally:
+            worker.serving = False
+
+    async def _run_batch(self, worker: _Worker, jobs: list[_Job]) -> _Failure | None:
+        worker.in_flight = jobs
+        timeout = self.spec.response_timeout_s
+        try:
+            batch = Inference([job.request for job in jobs])
+            reply = await self._exchange(worker, batch, timeout, "inference")
+            while _is_intermediate(reply):
+                self._deliver_intermediate(jobs, reply)
+                reply = await self._exchange(worker, None, timeout, "streaming")
+        except _Failure as failure:
+            log.warning("Worker %s failed with a batch of %d in flight: %s", worker.thread, len(jobs),
+                        failure.reason, extra=worker.extra)  # fmt: skip
+            for job in jobs:
+                _fail(job, failure.error())
+            return failure
+        except BaseException:  # cancelled (close() gave up waiting) or a bug: never leave a caller hanging
+            for job in jobs:
+                _fail(job, WorkerDied())
+            raise
+        finally:
+            worker.in_flight = []
+        self._deliver(jobs, reply)
+        return None
+
+    @staticmethod
+    def _deliver_intermediate(jobs: list[_Job], reply: Reply) -> None:
+        pending = list(jobs)
+        for response in reply.responses:
+            job = next((j for j in pending if j.request.request_id == response.request_id), None)
+            if job is None:
+                continue
+            pending.remove(job)
+            if job.on_intermediate is not None and not job.future.done():
+                try:
+                    job.on_intermediate(response)
+                except Exception:
+                    log.exception("Intermediate response callback failed for %s", response.request_id)
+
+    @staticmethod
+    def _deliver(jobs: list[_Job], reply: Reply) -> None:
+        if reply.code != 200:
+            for job in jobs:
+                _fail(job, WorkerError(reply.code, reply.message))
+            return
+        by_id: dict[str, deque[Response]] = {}
+        for response in reply.responses:
+            by_id.setdefault(response.request_id, deque()).append(response)
+        for job in jobs:
+            queue = by_id.get(job.request.request_id)
+            if queue:
+                response = queue.popleft()
+                if not job.future.done():
+                    job.future.set_result(response)
+            else:
+                _fail(job, WorkerError(503, "number of batch response mismatched"))
+
+    # -- process plumbing ----------------------------------------------------------------------------------
+
+    async def _exchange(self, worker: _Worker, msg: _Outgoing, timeout: float, what: str) -> Reply:
+        """Send ``msg`` (unless None), then await the worker's next `Reply` within ``timeout``."""
+        inst = worker.inst
+        assert inst is not None and inst.reader is not None and inst.writer is not None
+        reader, writer = inst.reader, inst.writer
+
+        async def roundtrip() -> protocol.Message | None:
+            if msg is not None:
+                await protocol.write_message(writer, msg)
+            return await protocol.read_message(reader)
+
+        reply = await self._until(worker, roundtrip(), timeout, what)
+        if reply is None:
+            raise await self._died(worker, f"connection closed while {what}")
+        if not isinstance(reply, Reply):
+            inst.signal(signal.SIGKILL)
+            raise _Failure(f"unexpected {type(reply).__name__} message while {what}")
+        return reply
+
+    async def _until(self, worker: _Worker, aw: Awaitable[T], timeout: float, what: str) -> T:
+        """Await ``aw`` unless the process exits first or ``timeout`` passes (then the process is killed)."""
+        inst = worker.inst
+        assert inst is not None
+        task = asyncio.ensure_future(aw)
+        try:
+            waits = {task, inst.exited}
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+        if task in done:
+            try:
+                return task.result()
+            except protocol.ProtocolError as exc:
+                inst.signal(signal.SIGKILL)
+                raise _Failure(f"protocol error while {what}: {exc}") from None
+            except OSError as exc:
+                raise await self._died(worker, f"{exc} while {what}") from None
+        if inst.exited in done:
+            raise await self._died(worker, f"worker exited while {what}")
+        inst.signal(signal.SIGKILL)
+        log.warning("Worker %s: no answer within %s s while %s; killing it", worker.thread, timeout, what,
+                    extra=worker.extra)  # fmt: skip
+        return_code = await asyncio.shield(inst.exited)
+        raise _Failure(f"timed out after {timeout} s while {what} (exit code {return_code})")
+
+    async def _died(self, worker: _Worker, what: str) -> _Failure:
+        """The failure of a process that exited (or closed its socket) on its own, with its exit code."""
+        inst = worker.inst
+        assert inst is not None
+        done, _ = await asyncio.wait([inst.exited], timeout=DEATH_GRACE_S)
+        if not done:
+            inst.signal(signal.SIGKILL)
+        code = await asyncio.shield(inst.exited)
+        oom = code == 137 or (code == -signal.SIGKILL and not inst.killed_by_us)
+        log.warning("Worker %s died (%s), exit code %s", worker.thread, what, code, extra=worker.extra)
+        return _Failure(f"{what} (exit code {code})", oom=oom)
+
+    async def _reap(self, worker: _Worker, *, graceful: bool) -> None:
+        """Make sure the slot's process is gone: end of stream (graceful, once loaded), SIGTERM, SIGKILL."""
+        inst = worker.inst
+        if inst is None:
+            return
+        try:
+            if graceful and inst.loaded and inst.writer is not None and inst.proc.returncode is None:
+                inst.writer.close()
+                await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
+            if not inst.exited.done():
+                inst.signal(signal.SIGTERM)
+                await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
+            if not inst.exited.done():
+                inst.signal(signal.SIGKILL)
+            await asyncio.shield(inst.exited)
+        finally:
+            if inst.writer is not None:
+                inst.writer.close()
+                with contextlib.suppress(Exception):
+                    await inst.writer.wait_closed()
+            if inst.pumps:
+                _, pending = await asyncio.wait(inst.pumps, timeout=1.0)
+                for pump in pending:  # a grandchild may still hold the pipes
+                    pump.cancel()
+            with contextlib.suppress(OSError):
+                inst.sock_path.unlink()
+            if worker.inst is inst and inst.exited.done():
+                worker.inst = None
+
+    async def _pump(self, worker: _Worker, inst: _Instance, stream: asyncio.StreamReader, which: str) -> None:
+        """Log each line of a worker's stdout (INFO) or stderr (WARNING) to MODEL_LOG."""
+        level = logging.INFO if which == "stdout" else logging.WARNING
+        extra = {"ts_thread": f"{worker.thread}-{which}"}
+        buf = bytearray()
+
+        def emit(raw: bytes) -> None:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if which == "stdout" and line == STARTED_LINE:
+                inst.started.set()
+            model_log.log(level, line, extra=extra)
+
+        while chunk := await stream.read(65536):
+            buf += chunk
+            start = 0
+            while (end := buf.find(b"\n", start)) >= 0:
+                emit(bytes(buf[start:end]))
+                start = end + 1
+            del buf[:start]
+            while len(buf) >= MAX_LOG_LINE:
+                emit(bytes(buf[:MAX_LOG_LINE]))
+                del buf[:MAX_LOG_LINE]
+        if buf:
+            emit(bytes(buf))

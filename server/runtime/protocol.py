@@ -1,0 +1,385 @@
+"""The binary frame protocol between the frontend and its worker processes (one module, both sides).
+
+Every message of `server.runtime.messages` travels as one *frame*::
+
+    frame   := int32 length, payload            (length = number of payload bytes, 1 .. max_size)
+    payload := tag byte, body                   ('L' Load, 'I' Inference, 'R' Reply)
+
+The bodies follow TorchServe's own backend protocol (spec §7): integers are 32-bit big-endian, strings are
+UTF-8 with an int32 length prefix, byte fields are raw bytes with an int32 length prefix, lists end with
+an int32 ``-1`` where the next element's first length would be.
+
+* Load: modelName, modelPath, int batchSize, handler, int gpuId, envelope, bool (1 byte)
+  limitMaxImagePixels, then modelVersion (our addition, last).
+* Inference: per request: requestId, (headerName, headerValue)... -1, (inputName, contentType, value
+  bytes)... -1; the request list ends with -1.
+* Reply: int code, message, then per response: requestId, contentType, int status, reason, int
+  header-count, (key, value) * count, body bytes; the response list ends with -1.
+
+Unlike TorchServe, the whole message is length-prefixed, so a reader knows up front how much to read and can
+refuse an absurd length before allocating anything, and a Reply carries a tag like the other two.
+
+Encoding/decoding are pure functions (`encode`, `decode`); `read_message` / `write_message` serve asyncio
+streams (the frontend) and `recv_message` / `send_message` blocking sockets (the worker). Every malformed
+or truncated frame raises `ProtocolError`; a clean end of stream *between* frames reads as ``None``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+from server.runtime.messages import Inference, InputItem, Load, Reply, Request, Response
+
+__all__ = [
+    "MAX_FRAME_SIZE",
+    "FrameTooLarge",
+    "Message",
+    "ProtocolError",
+    "decode",
+    "decode_payload",
+    "encode",
+    "read_message",
+    "recv_message",
+    "send_message",
+    "write_message",
+]
+
+Message = Load | Inference | Reply
+
+MAX_FRAME_SIZE = 1 << 30
+"""Largest payload a reader accepts by default (1 GiB); the int32 prefix caps any frame at 2 GiB - 1."""
+
+_INT32_MAX = (1 << 31) - 1
+_PREFIX = struct.Struct(">i")
+_INT = struct.Struct(">i")
+
+TAG_LOAD = b"L"
+TAG_INFERENCE = b"I"
+TAG_REPLY = b"R"
+
+
+class ProtocolError(Exception):
+    """A frame that is truncated, malformed or otherwise not a message of this protocol."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame whose announced (or encoded) length exceeds the allowed maximum."""
+
+
+# -- encoding --------------------------------------------------------------------------------------------
+
+
+class _Writer:
+    __slots__ = ("parts",)
+
+    def __init__(self, tag: bytes) -> None:
+        self.parts: list[bytes] = [tag]
+
+    def int(self, value: int) -> None:
+        try:
+            self.parts.append(_INT.pack(value))
+        except struct.error:
+            raise ProtocolError(f"integer out of int32 range: {value}") from None
+
+    def bool(self, value: bool) -> None:
+        self.parts.append(b"\x01" if value else b"\x00")
+
+    def bytes(self, value: bytes) -> None:
+        if len(value) > _INT32_MAX:
+            raise FrameTooLarge(f"field of {len(value)} bytes does not fit an int32 length")
+        self.parts.append(_INT.pack(len(value)))
+        self.parts.append(bytes(value))
+
+    def str(self, value: str) -> None:
+        self.bytes(value.encode("utf-8"))
+
+    def end(self) -> None:
+        self.parts.append(_INT.pack(-1))
+
+
+def _encode_load(msg: Load) -> list[bytes]:
+    w = _Writer(TAG_LOAD)
+    w.str(msg.model_name)
+    w.str(msg.model_path)
+    w.int(msg.batch_size)
+    w.str(msg.handler)
+    w.int(msg.gpu_id)
+    w.str(msg.envelope)
+    w.bool(msg.limit_max_image_pixels)
+    w.str(msg.model_version)
+    return w.parts
+
+
+def _encode_inference(msg: Inference) -> list[bytes]:
+    w = _Writer(TAG_INFERENCE)
+    for request in msg.requests:
+        w.str(request.request_id)
+        for name, value in request.headers:
+            w.str(name)
+            w.str(value)
+        w.end()
+        for item in request.inputs:
+            w.str(item.name)
+            w.str(item.content_type)
+            w.bytes(item.value)
+        w.end()
+    w.end()
+    return w.parts
+
+
+def _encode_reply(msg: Reply) -> list[bytes]:
+    w = _Writer(TAG_REPLY)
+    w.int(msg.code)
+    w.str(msg.message)
+    for response in msg.responses:
+        w.str(response.request_id)
+        w.str(response.content_type)
+        w.int(response.status)
+        w.str(response.reason)
+        w.int(len(response.headers))
+        for key, value in response.headers:
+            w.str(key)
+            w.str(value)
+        w.bytes(response.body)
+    w.end()
+    return w.parts
+
+
+def _encode_parts(msg: Message, max_size: int) -> list[bytes]:
+    if isinstance(msg, Load):
+        parts = _encode_load(msg)
+    elif isinstance(msg, Inference):
+        parts = _encode_inference(msg)
+    elif isinstance(msg, Reply):
+        parts = _encode_reply(msg)
+    else:
+        raise TypeError(f"not a protocol message: {type(msg).__name__}")
+    size = sum(len(p) for p in parts)
+    if size > min(max_size, _INT32_MAX):
+        raise FrameTooLarge(f"message of {size} bytes exceeds the maximum frame size of {max_size} bytes")
+    parts.insert(0, _PREFIX.pack(size))
+    return parts
+
+
+def encode(msg: Message, *, max_size: int = MAX_FRAME_SIZE) -> bytes:
+    """One message as a complete frame (length prefix included)."""
+    return b"".join(_encode_parts(msg, max_size))
+
+
+# -- decoding --------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: memoryview) -> None:
+        self.data = data
+        self.pos = 0
+
+    def _take(self, n: int, what: str) -> memoryview:
+        end = self.pos + n
+        if end > len(self.data):
+            left = len(self.data) - self.pos
+            raise ProtocolError(f"truncated frame: {what} needs {n} bytes at {self.pos}, only {left} left")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def int(self, what: str) -> int:
+        return _INT.unpack(self._take(4, what))[0]
+
+    def bool(self, what: str) -> bool:
+        value = self._take(1, what)[0]
+        if value not in (0, 1):
+            raise ProtocolError(f"malformed frame: {what} is {value}, expected a 0/1 byte")
+        return value == 1
+
+    def length(self, what: str, *, terminator: bool = False) -> int | None:
+        n = self.int(what)
+        if n == -1 and terminator:
+            return None
+        if n < 0:
+            raise ProtocolError(f"malformed frame: negative length {n} for {what}")
+        return n
+
+    def bytes(self, what: str) -> bytes:
+        n = self.length(what)
+        assert n is not None
+        return bytes(self._take(n, what))
+
+    def str(self, what: str) -> str:
+        return self._decode_str(self.bytes(what), what)
+
+    def str_or_end(self, what: str) -> str | None:
+        """A string, or None when the list terminator -1 stands where its length would be."""
+        n = self.length(what, terminator=True)
+        if n is None:
+            return None
+        return self._decode_str(bytes(self._take(n, what)), what)
+
+    @staticmethod
+    def _decode_str(raw: bytes, what: str) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"malformed frame: {what} is not valid UTF-8 ({exc})") from None
+
+
+def _decode_load(r: _Reader) -> Load:
+    return Load(
+        model_name=r.str("modelName"),
+        model_path=r.str("modelPath"),
+        batch_size=r.int("batchSize"),
+        handler=r.str("handler"),
+        gpu_id=r.int("gpuId"),
+        envelope=r.str("envelope"),
+        limit_max_image_pixels=r.bool("limitMaxImagePixels"),
+        model_version=r.str("modelVersion"),
+    )
+
+
+def _decode_inference(r: _Reader) -> Inference:
+    requests: list[Request] = []
+    while (request_id := r.str_or_end("requestId")) is not None:
+        headers: list[tuple[str, str]] = []
+        while (name := r.str_or_end("header name")) is not None:
+            headers.append((name, r.str("header value")))
+        inputs: list[InputItem] = []
+        while (input_name := r.str_or_end("input name")) is not None:
+            content_type = r.str("input contentType")
+            inputs.append(InputItem(input_name, content_type, r.bytes("input value")))
+        requests.append(Request(request_id, headers, inputs))
+    return Inference(requests)
+
+
+def _decode_reply(r: _Reader) -> Reply:
+    code = r.int("code")
+    message = r.str("message")
+    responses: list[Response] = []
+    while (request_id := r.str_or_end("response requestId")) is not None:
+        content_type = r.str("response contentType")
+        status = r.int("response status")
+        reason = r.str("response reason")
+        count = r.int("response header count")
+        if count < 0:
+            raise ProtocolError(f"malformed frame: negative header count {count}")
+        headers = [(r.str("response header key"), r.str("response header value")) for _ in range(count)]
+        body = r.bytes("response body")
+        responses.append(Response(request_id, body, status, reason, content_type, headers))
+    return Reply(code, message, responses)
+
+
+_DECODERS = {TAG_LOAD[0]: _decode_load, TAG_INFERENCE[0]: _decode_inference, TAG_REPLY[0]: _decode_reply}
+
+
+def decode_payload(payload: bytes | bytearray | memoryview) -> Message:
+    """A message from a frame's payload (the bytes after the length prefix)."""
+    view = memoryview(payload)
+    if not view:
+        raise ProtocolError("malformed frame: empty payload")
+    decoder = _DECODERS.get(view[0])
+    if decoder is None:
+        raise ProtocolError(f"malformed frame: unknown message tag {bytes(view[:1])!r}")
+    reader = _Reader(view)
+    reader.pos = 1
+    msg = decoder(reader)
+    if reader.pos != len(view):
+        raise ProtocolError(f"malformed frame: {len(view) - reader.pos} unexpected bytes after the message")
+    return msg
+
+
+def _check_length(length: int, max_size: int) -> None:
+    if length <= 0:
+        raise ProtocolError(f"malformed frame: announced length {length}")
+    if length > max_size:
+        raise FrameTooLarge(f"frame of {length} bytes exceeds the maximum frame size of {max_size} bytes")
+
+
+def decode(frame: bytes | bytearray | memoryview, *, max_size: int = MAX_FRAME_SIZE) -> Message:
+    """A message from one complete frame (length prefix included); anything missing or extra is an error."""
+    view = memoryview(frame)
+    if len(view) < _PREFIX.size:
+        raise ProtocolError(f"truncated frame: {len(view)} bytes, the length prefix alone needs 4")
+    (length,) = _PREFIX.unpack(view[: _PREFIX.size])
+    _check_length(length, max_size)
+    available = len(view) - _PREFIX.size
+    if available < length:
+        raise ProtocolError(f"truncated frame: expected {length} payload bytes, got {available}")
+    if available > length:
+        raise ProtocolError(f"malformed frame: {available - length} bytes after the announced {length}")
+    return decode_payload(view[_PREFIX.size :])
+
+
+# -- asyncio streams (frontend) ----------------------------------------------------------------------------
+
+
+async def read_message(reader: asyncio.StreamReader, *, max_size: int = MAX_FRAME_SIZE) -> Message | None:
+    """The next message from ``reader``; ``None`` at a clean end of stream between two frames."""
+    try:
+        head = await reader.readexactly(_PREFIX.size)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise ProtocolError(
+            f"truncated frame: stream ended inside the length prefix ({len(exc.partial)} of 4)"
+        ) from None
+    (length,) = _PREFIX.unpack(head)
+    _check_length(length, max_size)
+    try:
+        payload = await reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError(
+            f"truncated frame: stream ended after {len(exc.partial)} of {length} payload bytes"
+        ) from None
+    return decode_payload(payload)
+
+
+async def write_message(
+    writer: asyncio.StreamWriter,
+    msg: Message,
+    *,
+    max_size: int = MAX_FRAME_SIZE,
+) -> None:
+    """Write one message and wait until the transport has taken it (``drain``)."""
+    writer.writelines(_encode_parts(msg, max_size))
+    await writer.drain()
+
+
+# -- blocking sockets (worker) ----------------------------------------------------------------------------
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            break
+        got += k
+    del view
+    if got < n:
+        del buf[got:]
+    return buf
+
+
+def recv_message(sock: socket.socket, *, max_size: int = MAX_FRAME_SIZE) -> Message | None:
+    """The next message from a blocking socket; ``None`` at a clean end of stream between two frames."""
+    head = _recv_exactly(sock, _PREFIX.size)
+    if not head:
+        return None
+    if len(head) < _PREFIX.size:
+        raise ProtocolError(f"truncated frame: stream ended inside the length prefix ({len(head)} of 4)")
+    (length,) = _PREFIX.unpack(head)
+    _check_length(length, max_size)
+    payload = _recv_exactly(sock, length)
+    if len(payload) < length:
+        raise ProtocolError(f"truncated frame: stream ended after {len(payload)} of {length} payload bytes")
+    return decode_payload(payload)
+
+
+def send_message(sock: socket.socket, msg: Message, *, max_size: int = MAX_FRAME_SIZE) -> None:
+    """Send one message on a blocking socket."""
+    sock.sendall(encode(msg, max_size=max_size))
