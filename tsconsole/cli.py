@@ -6,6 +6,7 @@ replaces defines them (``tsconsole archive`` takes torch-model-archiver's flags 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,7 +19,56 @@ def _archive(argv: Sequence[str]) -> int:
     return archive_main(argv)
 
 
+def _serve(argv: Sequence[str]) -> int:
+    from server.__main__ import main as serve_main
+
+    return serve_main(argv, prog="tsconsole serve")
+
+
+def _start(argv: Sequence[str]) -> int:
+    from server.config import ConfigError, load_settings
+    from server.launcher import options_from, parse_server_args
+    from tsconsole import daemon
+
+    args = parse_server_args(argv, "tsconsole start")
+    if args.foreground:
+        return _serve(argv)
+    try:
+        settings = load_settings(options_from(args))
+        if settings.model_store is None:
+            raise ConfigError("--model-store is required (or model_store in config.properties)")
+    except ConfigError as exc:
+        print(f"tsconsole start: error: {exc}", file=sys.stderr)
+        return 2
+    return daemon.start(list(argv), settings)
+
+
+def _stop(argv: Sequence[str]) -> int:
+    from tsconsole import daemon
+
+    argparse.ArgumentParser(prog="tsconsole stop", description="Stop the background server.").parse_args(argv)
+    return daemon.stop()
+
+
+def _status(argv: Sequence[str]) -> int:
+    from tsconsole import daemon
+
+    argparse.ArgumentParser(prog="tsconsole status", description="Is the background server running?").parse_args(argv)
+    return daemon.status()
+
+
+def _predict(argv: Sequence[str]) -> int:
+    from tsconsole.predict import main as predict_main
+
+    return predict_main(argv)
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
+    "serve": (_serve, "run the model server in the foreground (torchserve flags; Ctrl-C stops it)"),
+    "start": (_start, "start the model server in the background (torchserve --start)"),
+    "stop": (_stop, "stop the background server and its workers (torchserve --stop)"),
+    "status": (_status, "show whether the background server runs, and its health"),
+    "predict": (_predict, "send one inference request (like curl -T FILE)"),
     "archive": (_archive, "build, inspect or unpack model (.mar) and workflow (.war) archives"),
 }
 

@@ -7,9 +7,7 @@ import sys
 
 
 def tsconsole(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tsconsole", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([sys.executable, "-m", "tsconsole", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_help_lists_the_commands() -> None:

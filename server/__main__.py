@@ -1,0 +1,40 @@
+"""``python -m server [torchserve flags]``: the model server in the foreground (what ``tsconsole serve`` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from server.app import ListenError, serve
+from server.config import ConfigError, load_settings
+from server.launcher import options_from, parse_server_args
+from server.telemetry.logs import setup_logging, stop_logging
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", console: bool = True) -> int:
+    args = parse_server_args(sys.argv[1:] if argv is None else argv, prog)
+    try:
+        settings = load_settings(options_from(args))
+        if settings.model_store is None:
+            raise ConfigError("--model-store is required (or model_store in config.properties)")
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_location, console=console)
+    try:
+        asyncio.run(serve(settings, python=args.python))
+    except ListenError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_logging()
+    return 0
+
+
+if __name__ == "__main__":
+    # `tsconsole start` runs the server detached, with its log lines in the log files only.
+    sys.exit(main(console=os.environ.get("TSCONSOLE_DETACHED") != "1"))

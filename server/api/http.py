@@ -1,0 +1,98 @@
+"""What every REST listener shares (spec §0): JSON rendering, headers, the error body, the access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from server.errors import InternalServerError, MethodNotAllowed, ResourceNotFound, ServeError
+from server.telemetry.logs import ACCESS_LOG
+
+log = logging.getLogger("server.api")
+NO_CACHE_HEADERS = {
+    "Pragma": "no-cache",
+    "Cache-Control": "no-cache; no-store, must-revalidate, private",
+    "Expires": "Thu, 01 Jan 1970 00:00:00 UTC",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def render_json(obj: Any) -> str:
+    """TorchServe's (Gson's) pretty JSON: 2-space indent, no HTML escaping, one trailing newline."""
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=render_json(obj), content_type="application/json")
+
+
+def error_response(error: ServeError) -> web.Response:
+    return json_response(error.body(), status=error.status)
+
+
+def request_id(request: web.Request) -> str:
+    return request["request_id"]
+
+
+@web.middleware
+async def torchserve_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request ids, cache headers, JSON errors, ``connection: close`` on every status >= 400."""
+    request["request_id"] = str(uuid.uuid4())
+    try:
+        response = await handler(request)
+    except ServeError as exc:
+        response = error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        response = web.Response(status=413, reason="Request Entity Too Large")
+        response.force_close()
+        return response  # TorchServe answers this one before routing: no JSON, no request id
+    except web.HTTPMethodNotAllowed:
+        response = error_response(MethodNotAllowed())
+    except web.HTTPNotFound:
+        response = error_response(ResourceNotFound())
+    except web.HTTPException as exc:
+        response = error_response(ServeError(exc.reason, status=exc.status))
+    except Exception as exc:  # a bug of ours: report it as TorchServe does, keep serving
+        log.exception("Unexpected error serving %s %s", request.method, request.path)
+        response = error_response(InternalServerError(str(exc) or type(exc).__name__))
+    if not response.prepared:
+        response.headers["x-request-id"] = request["request_id"]
+        for key, value in NO_CACHE_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if response.status >= 400:
+            response.force_close()
+    return response
+
+
+class AccessLogger(AbstractAccessLogger):
+    """``/127.0.0.1:53514 "POST /predictions/m HTTP/1.1" 200 118`` on the ACCESS_LOG logger."""
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logging.getLogger(ACCESS_LOG), log_format)
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        remote = f"/{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "/unknown"
+        version = f"HTTP/{request.version.major}.{request.version.minor}"
+        self.logger.info(
+            '%s "%s %s %s" %d %d', remote, request.method, request.path_qs, version, response.status, elapsed * 1000
+        )
+
+
+def new_app(handler: Handler, max_request_size: int) -> web.Application:
+    """One listener: every path goes to ``handler``, which routes by path segments as TorchServe does."""
+    app = web.Application(client_max_size=max_request_size, middlewares=[torchserve_conventions])
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+def segments(request: web.Request) -> list[str]:
+    """The path split on ``/`` with empty segments dropped (``/models/`` is ``/models``)."""
+    return [s for s in request.path.split("/") if s]

@@ -1,0 +1,190 @@
+"""The inference API (default 127.0.0.1:8080), spec §1: ping, predictions, explanations, KServe paths,
+SageMaker and legacy routes, and the API description.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import __version__
+from server.api.http import json_response, new_app, request_id, segments
+from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound
+from server.models.registry import Registry
+from server.runtime.messages import InputItem, Request, Response
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _mime(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+async def to_request(request: web.Request, extra_headers: dict[str, str], *, query_inputs: bool) -> Request:
+    """How a request becomes handler input (spec §1.3)."""
+    inputs: list[InputItem] = []
+    if query_inputs:
+        for key in dict.fromkeys(request.query.keys()):
+            inputs.append(InputItem(key, "", request.query.getone(key).encode()))
+    mime = _mime(request)
+    if mime == "multipart/form-data":
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            content_type = part.headers.get("Content-Type", "") if part.filename is not None else ""
+            inputs.append(InputItem(part.name or "", content_type, bytes(await part.read(decode=False))))
+    elif mime == "application/x-www-form-urlencoded":
+        form = await request.post()
+        for key in form:
+            value = form.getone(key)
+            inputs.append(InputItem(key, "", value.encode() if isinstance(value, str) else value.file.read()))
+    else:
+        inputs.append(InputItem("body", mime, await request.read()))
+    headers = [(k, v) for k, v in request.headers.items()] + list(extra_headers.items())
+    return Request(request_id=request_id(request), headers=headers, inputs=inputs)
+
+
+class HandlerResponse(web.Response):
+    """Handler output as TorchServe sends it: no ``Content-Type`` unless the handler set one.
+
+    aiohttp adds ``application/octet-stream`` to any body while preparing the headers; this drops it
+    again when the handler chose none.
+    """
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        if not getattr(self, "handler_content_type", True):
+            self.headers.popall("Content-Type", None)
+
+
+def to_http(response: Response) -> web.Response:
+    """The handler's per-request answer: its status, body, headers; a Content-Type only if it set one."""
+    reply = HandlerResponse(status=response.status, reason=response.reason or None, body=response.body)
+    reply.handler_content_type = bool(response.content_type)
+    if response.content_type:
+        reply.headers["Content-Type"] = response.content_type
+    for key, value in response.headers:
+        reply.headers[key] = value
+    return reply
+
+
+def api_description() -> dict:
+    """OpenAPI 3.0.1 description of this listener (``OPTIONS /`` and ``/api-description``)."""
+
+    def op(summary: str, op_id: str, *params: str) -> dict:
+        return {
+            "operationId": op_id,
+            "description": summary,
+            "parameters": [{"in": "path", "name": p, "required": True, "schema": {"type": "string"}} for p in params],
+            "responses": {"200": {"description": "OK"}},
+        }
+
+    predict = op("Predictions entry point to get inference using default model version.", "predictions", "model_name")
+    return {
+        "openapi": "3.0.1",
+        "info": {
+            "title": "TorchServe APIs",
+            "description": "TorchServe is a flexible and easy to use tool for serving deep learning models",
+            "version": __version__,
+        },
+        "paths": {
+            "/": {"options": op("Get openapi description.", "apiDescription")},
+            "/ping": {"get": op("Get TorchServe status.", "ping")},
+            "/v1/models/{model_name}:predict": {"post": op("KServe v1 predict.", "kservePredict", "model_name")},
+            "/v2/models/{model_name}/infer": {"post": op("KServe v2 infer.", "kservev2Infer", "model_name")},
+            "/predictions/{model_name}": {"post": predict},
+            "/predictions/{model_name}/{model_version}": {
+                "post": op(
+                    "Predictions with a given model version.", "version_predictions", "model_name", "model_version"
+                )
+            },
+            "/explanations/{model_name}": {"post": op("Explanations.", "explanations", "model_name")},
+            "/api-description": {"get": op("Get openapi description.", "api-description")},
+            "/metrics": {"get": op("Get TorchServe application metrics in prometheus format.", "metrics")},
+        },
+    }
+
+
+def model_description(model: str) -> dict:
+    """``OPTIONS /predictions/{m}``: the per-model document (TorchServe keeps the singular ``/prediction``)."""
+    doc = api_description()
+    doc["info"] = {"title": f"RESTful API for: {model}", "version": "1.0.0"}
+    doc["paths"] = {
+        f"/prediction/{model}": doc["paths"]["/predictions/{model_name}"],
+        "/v1/models/{model_name}:predict": doc["paths"]["/v1/models/{model_name}:predict"],
+        "/v2/models/{model_name}/infer": doc["paths"]["/v2/models/{model_name}/infer"],
+    }
+    return doc
+
+
+class InferenceAPI:
+    def __init__(self, registry: Registry, startup_models: list[str] | None = None) -> None:
+        self.registry = registry
+        self.startup_models = startup_models or []
+
+    def app(self, max_request_size: int) -> web.Application:
+        return new_app(self.dispatch, max_request_size)
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        segs = segments(request)
+        method = request.method
+        if not segs:
+            if method != "OPTIONS":
+                raise MethodNotAllowed()
+            return json_response(api_description())
+        head = segs[0]
+        if head == "api-description":
+            return json_response(api_description())
+        if head == "ping":
+            return self.ping()
+        if head in ("predictions", "explanations"):
+            if len(segs) < 2:
+                raise ResourceNotFound()
+            version = segs[2] if len(segs) > 2 else None
+            if method == "OPTIONS" and len(segs) <= 3:
+                self.registry.get(segs[1], version)
+                return json_response(model_description(segs[1]))
+            headers = {"url_path": "/".join(segs[3:]), "explain": str(head == "explanations")}
+            return await self.predict(request, segs[1], version, headers, query_inputs=False)
+        if head == "v1" and len(segs) == 3 and segs[1] == "models" and ":" in segs[2]:
+            model, _, verb = segs[2].rpartition(":")
+            if verb in ("predict", "explain"):
+                return await self.predict(request, model, None, {"explain": str(verb == "explain")})
+        if head == "v2" and len(segs) == 4 and segs[1] == "models" and segs[3] in ("infer", "explain"):
+            return await self.predict(request, segs[2], None, {"explain": str(segs[3] == "explain")})
+        if head == "invocations":
+            return await self.invocations(request)
+        if head == "models" and len(segs) == 3 and segs[2] == "invoke":
+            return await self.predict(request, segs[1], None, {}, query_inputs=True)
+        if len(segs) in (2, 3) and segs[-1] == "predict":
+            version = segs[1] if len(segs) == 3 else None
+            return await self.predict(request, segs[0], version, {}, query_inputs=True)
+        raise ResourceNotFound()
+
+    def ping(self) -> web.Response:
+        healthy = all(m.pool.healthy() for m in (self.registry.get(name) for name in list(self.registry.models)))
+        status = "Healthy" if healthy else "Unhealthy"
+        return json_response({"status": status}, status=200 if healthy else 500)
+
+    async def predict(
+        self,
+        request: web.Request,
+        model: str,
+        version: str | None,
+        headers: dict[str, str],
+        *,
+        query_inputs: bool = False,
+    ) -> web.Response:
+        self.registry.get(model, version)  # 404 before reading a body for an unknown model
+        job = await to_request(request, headers, query_inputs=query_inputs)
+        return to_http(await self.registry.predict(model, version, job))
+
+    async def invocations(self, request: web.Request) -> web.Response:
+        model = request.query.get("model_name")
+        if model is None and _mime(request) in FORM_TYPES:
+            form = await request.post()
+            value = form.get("model_name")
+            model = value if isinstance(value, str) else None
+        if model is None and len(self.startup_models) == 1:
+            model = self.startup_models[0]
+        if model is None:
+            raise BadRequest("Parameter model_name is required.")
+        return await self.predict(request, model, None, {}, query_inputs=True)

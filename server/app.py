@@ -1,0 +1,110 @@
+"""The model server: settings in, listeners and worker pools up, a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from server.api.http import AccessLogger
+from server.api.inference import InferenceAPI
+from server.config import Address, Settings
+from server.models.registry import Registry
+from server.models.store import ModelStore
+from server.runtime.pool import ModelSpec, WorkerPool
+
+log = logging.getLogger("server.app")
+STARTED = "Model server started."
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ListenError(Exception):
+    """A listener could not be opened (port in use, bad address)."""
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The server's environment less ``blacklist_env_vars``, with this project importable."""
+    env = dict(os.environ)
+    pattern = settings.get("blacklist_env_vars")
+    if pattern:
+        env = {k: v for k, v in env.items() if not re.fullmatch(pattern, k)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env["TS_DECODE_INPUT_REQUEST"] = str(settings.decode_input_request).lower()
+    return env
+
+
+class ModelServer:
+    def __init__(self, settings: Settings, *, python: str | None = None) -> None:
+        self.settings = settings
+        self.python = python or sys.executable
+        self.work_dir = Path(tempfile.mkdtemp(prefix="tsconsole-"))
+        self.store = ModelStore(settings.model_store, self.work_dir)
+        env = worker_env(settings)
+        self.registry = Registry(settings, self.store, self._pool_factory(env))
+        self.runners: list[web.AppRunner] = []
+
+    def _pool_factory(self, env: dict[str, str]):
+        def make(spec: ModelSpec, gpu_ids: list[int]) -> WorkerPool:
+            return WorkerPool(spec, python=self.python, env=env, gpu_ids=gpu_ids, socket_dir=None)
+
+        return make
+
+    async def _listen(self, app: web.Application, address: Address, name: str) -> None:
+        runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+        await runner.setup()
+        self.runners.append(runner)
+        site: web.BaseSite
+        if address.scheme == "unix":
+            site = web.UnixSite(runner, address.path)
+        elif address.scheme == "https":
+            raise ListenError(f"{name}: https listeners are not supported yet ({address.url})")
+        else:
+            site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(f"{name}: cannot listen on {address.url}: {exc.strerror or exc}") from None
+        log.info("%s API bind to: %s", name, address.url)
+
+    async def start(self) -> None:
+        s = self.settings
+        log.info("Model store: %s", s.model_store or "(none)")
+        for key in s.unknown_keys:
+            log.warning("config: unknown key %s is ignored", key)
+        inference = InferenceAPI(self.registry, startup_models=[])
+        await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference")
+        await self.registry.load_startup_models()
+        inference.startup_models = list(self.registry.models)
+        log.info(STARTED)
+
+    async def stop(self) -> None:
+        log.info("Stopping the model server")
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()
+        await self.registry.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        log.info("Model server stopped.")
+
+
+async def serve(settings: Settings, *, python: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop every listener and worker."""
+    server = ModelServer(settings, python=python)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        print(STARTED, flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()

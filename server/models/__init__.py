@@ -1,0 +1,1 @@
+"""The protocol-independent core: model store, registry of models and versions."""

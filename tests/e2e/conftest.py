@@ -1,0 +1,153 @@
+"""End-to-end fixtures: real server processes on real sockets, and real model archives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = ROOT / "examples" / "digits"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(folder: Path, **extra: str) -> dict[str, str]:
+    """A config.properties on free ports, in ``folder`` (where the server will run)."""
+    ports = {"inference": free_port(), "management": free_port(), "metrics": free_port()}
+    props = {f"{k}_address": f"http://127.0.0.1:{v}" for k, v in ports.items()} | extra
+    (folder / "config.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    return {k: f"http://127.0.0.1:{v}" for k, v in ports.items()}
+
+
+def tsconsole(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "tsconsole", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def server_env(cwd: Path) -> dict[str, str]:
+    return dict(os.environ, TSCONSOLE_PID_FILE=str(cwd / "tsconsole.pid"), LOG_LOCATION=str(cwd / "logs"))
+
+
+class ForegroundServer:
+    """``tsconsole serve`` as a child process; stopped with Ctrl-C (SIGINT) like a person would."""
+
+    def __init__(self, cwd: Path, args: list[str]) -> None:
+        self.cwd = cwd
+        self.urls = write_config(cwd)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tsconsole", "serve", *args],
+            cwd=cwd,
+            env=server_env(cwd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        deadline = time.monotonic() + 300
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if "Model server started." in line and not line.startswith("20"):
+                break
+            if time.monotonic() > deadline:
+                break
+        else:
+            pytest.fail("server exited before starting:\n" + "".join(self.output))
+        self.inference = self.urls["inference"]
+        # Keep reading its console, so a full pipe never stalls the server's logging.
+        self._drain = threading.Thread(target=self._read_rest, daemon=True)
+        self._drain.start()
+
+    def _read_rest(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def workers(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._drain.join(timeout=10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=120) as c:
+        yield c
+
+
+def make_echo_store(store: Path) -> None:
+    """Cheap models with function and class entry points, for API behaviour tests."""
+    from archiver import ModelArchiveConfig, build_model_archive
+
+    src = store.parent / "echo_src"
+    src.mkdir(exist_ok=True)
+    (src / "echo.py").write_text(
+        "import json\n\n\n"
+        "def handle(data, context):\n"
+        "    if data is None:\n"
+        "        return None\n"
+        "    out = []\n"
+        "    for i, row in enumerate(data):\n"
+        "        if 'fail' in row:\n"
+        "            raise ValueError('asked to fail')\n"
+        "        if 'short' in row:\n"
+        "            return out\n"
+        "        out.append({\n"
+        "            'request_id': context.get_request_id(i),\n"
+        "            'batch': len(data),\n"
+        "            'inputs': {k: [type(v).__name__, v if isinstance(v, (str, dict, list, int)) else v.decode()]\n"
+        "                       for k, v in row.items()},\n"
+        "            'url_path': context.get_request_header(i, 'url_path'),\n"
+        "            'explain': context.get_request_header(i, 'explain'),\n"
+        "        })\n"
+        "    return out\n"
+    )
+    (src / "model-config.yaml").write_text("batchSize: 8\nmaxBatchDelay: 200\nminWorkers: 1\nmaxWorkers: 1\n")
+    build_model_archive(
+        ModelArchiveConfig(
+            model_name="echo", handler=str(src / "echo.py"), version="1.0", export_path=str(store),
+            config_file=str(src / "model-config.yaml"),
+        )
+    )  # fmt: skip
+
+
+def digits_archive(store: Path, name: str = "digits") -> Path:
+    from archiver import ModelArchiveConfig, build_model_archive
+
+    return build_model_archive(
+        ModelArchiveConfig(
+            model_name=name, version="1.0", model_file=str(DIGITS / "model.py"),
+            serialized_file=str(DIGITS / "digits_cnn.pth"), handler=str(DIGITS / "digits_handler.py"),
+            extra_files=str(DIGITS / "index_to_name.json"), export_path=str(store),
+        )
+    )  # fmt: skip
+
+
+def read_json(response: httpx.Response) -> object:
+    return json.loads(response.text)

@@ -1,0 +1,172 @@
+"""``tsconsole start`` / ``stop`` / ``status``: the server as a background process with a pid file.
+
+The pid file (``$TSCONSOLE_PID_FILE``, default ``<tmp>/.tsconsole.pid``) is JSON: the server's pid,
+its addresses and log folder. The server runs in its own session, so ``stop`` can make sure that no
+worker process outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+STARTED = "Model server started."
+
+
+def pid_file() -> Path:
+    return Path(os.environ.get("TSCONSOLE_PID_FILE") or Path(tempfile.gettempdir()) / ".tsconsole.pid")
+
+
+@dataclass
+class ServerRecord:
+    pid: int
+    inference: str
+    management: str
+    log_location: str
+    output: str  # the detached server's stdout/stderr
+
+    def save(self) -> None:
+        path = pid_file()
+        path.write_text(json.dumps(asdict(self)))
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls) -> ServerRecord | None:
+        try:
+            data = json.loads(pid_file().read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def running() -> ServerRecord | None:
+    record = ServerRecord.load()
+    if record is not None and alive(record.pid):
+        return record
+    return None
+
+
+def start(argv: list[str], settings, *, timeout: float = 600.0) -> int:
+    """Start the server detached; return once it is up (or failed)."""
+    existing = running()
+    if existing is not None:
+        print(
+            f"tsconsole is already running (pid {existing.pid}), please use `tsconsole stop` to stop it.",
+            file=sys.stderr,
+        )
+        return 1
+    log_dir = Path(settings.log_location)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    output = (log_dir / "server_console.log").resolve()
+    env = dict(os.environ, TSCONSOLE_DETACHED="1")
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    record = ServerRecord(
+        pid=proc.pid,
+        inference=settings.inference_address.url,
+        management=settings.management_address.url,
+        log_location=str(log_dir.resolve()),
+        output=str(output),
+    )
+    record.save()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pid_file().unlink(missing_ok=True)
+            print(f"tsconsole: the server failed to start (exit {proc.returncode}):", file=sys.stderr)
+            print(output.read_text(errors="replace")[-4000:], file=sys.stderr)
+            return 1
+        if STARTED in output.read_text(errors="replace"):
+            print(f"tsconsole started (pid {proc.pid})")
+            print(f"  inference:  {record.inference}")
+            print(f"  logs:       {record.log_location}")
+            return 0
+        time.sleep(0.2)
+    print(f"tsconsole: the server did not come up within {timeout:.0f} s; see {output}", file=sys.stderr)
+    return 1
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group: the server and its workers."""
+    members = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc.info["pid"])
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def stop(*, timeout: float = 60.0) -> int:
+    """SIGTERM the server, wait for it and its workers, SIGKILL whatever is left after ``timeout``."""
+    record = running()
+    if record is None:
+        pid_file().unlink(missing_ok=True)
+        print("tsconsole is not currently running.")
+        return 0
+    os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while (alive(record.pid) or group_members(record.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in group_members(record.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    pid_file().unlink(missing_ok=True)
+    print("tsconsole has stopped.")
+    return 0
+
+
+def status() -> int:
+    """Exit 0 and describe the server when it runs; exit 3 when it does not (as LSB init scripts do)."""
+    record = running()
+    if record is None:
+        print("tsconsole is not currently running.")
+        return 3
+    health = "not answering"
+    try:
+        base = record.inference
+        transport = None
+        if base.startswith("unix:"):
+            transport = httpx.HTTPTransport(uds=base[len("unix:") :])
+            base = "http://localhost"
+        with httpx.Client(transport=transport, timeout=5) as client:
+            health = client.get(f"{base}/ping").json().get("status", "unknown")
+    except (httpx.HTTPError, ValueError):
+        pass
+    print(f"tsconsole is running (pid {record.pid}): {health}")
+    print(f"  inference:  {record.inference}")
+    print(f"  logs:       {record.log_location}")
+    return 0
