@@ -156,3 +156,16 @@ def test_unreadable_store_entry_does_not_stop_the_others(tmp_path: Path, client:
     finally:
         assert server.stop() == 0
     assert "broken.mar" in (tmp_path / "logs" / "ts_log.log").read_text()
+
+
+def test_tsconsole_predict(echo_server: ForegroundServer, tmp_path: Path) -> None:
+    from tests.e2e.conftest import tsconsole
+
+    (tmp_path / "in.txt").write_text("from a file")
+    ok = tsconsole("predict", "echo", "in.txt", "--url", echo_server.inference, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["inputs"]["body"] == ["bytearray", "from a file"]
+    assert "[200 in" in ok.stderr
+    missing = tsconsole("predict", "nope", "--data", "x", "--url", echo_server.inference, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "Model not found: nope" in missing.stdout

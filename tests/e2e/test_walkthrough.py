@@ -69,6 +69,8 @@ def test_densenet161_walkthrough(walkthrough_dir: Path) -> None:
     try:
         status = tsconsole("status", cwd=root, env=env)
         assert status.returncode == 0 and "Healthy" in status.stdout, status.stdout
+        again = tsconsole("start", "--model-store", "model_store", cwd=root, env=env)
+        assert again.returncode == 1 and "already running" in again.stderr
 
         with httpx.Client(timeout=120) as client:
             for model in ("densenet161", "densenet161_ts"):
