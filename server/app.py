@@ -16,8 +16,10 @@ from aiohttp import web
 
 from server.api.http import AccessLogger
 from server.api.inference import InferenceAPI
+from server.api.management import ManagementAPI
 from server.config import Address, Settings
 from server.models.registry import Registry
+from server.models.snapshot import SnapshotWriter
 from server.models.store import ModelStore
 from server.runtime.pool import ModelSpec, WorkerPool
 
@@ -49,6 +51,8 @@ class ModelServer:
         self.store = ModelStore(settings.model_store, self.work_dir)
         env = worker_env(settings)
         self.registry = Registry(settings, self.store, self._pool_factory(env))
+        self.snapshots = SnapshotWriter(settings, self.registry)
+        self.registry.listeners.append(self.snapshots.write)
         self.runners: list[web.AppRunner] = []
 
     def _pool_factory(self, env: dict[str, str]):
@@ -80,9 +84,18 @@ class ModelServer:
         for key in s.unknown_keys:
             log.warning("config: unknown key %s is ignored", key)
         inference = InferenceAPI(self.registry, startup_models=[])
+        management = ManagementAPI(self.registry, s)
+        if s.inference_address == s.management_address:
+            raise ListenError("one address for both the inference and management APIs is not supported yet")
         await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference")
-        await self.registry.load_startup_models()
+        await self._listen(management.app(s.max_request_size), s.management_address, "Management")
+        if s.model_snapshot is not None:
+            log.info("Restoring %d models from snapshot %s", len(s.model_snapshot.get("models", {})), s.config_file)
+            await self.registry.restore(s.model_snapshot)
+        else:
+            await self.registry.load_startup_models()
         inference.startup_models = list(self.registry.models)
+        await self.snapshots.write("startup")
         log.info(STARTED)
 
     async def stop(self) -> None:
@@ -90,6 +103,7 @@ class ModelServer:
         for runner in self.runners:
             await runner.cleanup()
         self.runners.clear()
+        await self.snapshots.write("shutdown")
         await self.registry.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
         log.info("Model server stopped.")

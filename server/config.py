@@ -178,6 +178,7 @@ class Settings:
     workflow_store: Path | None
     load_models: tuple[str, ...]
     models: dict[str, Any]
+    model_snapshot: dict[str, Any] | None  # set when the configuration is a snapshot to restore
     default_workers_per_model: int
     default_response_timeout: int
     default_startup_timeout: int
@@ -203,13 +204,27 @@ class Settings:
         return self.properties.get(key, default)
 
 
+def latest_snapshot(log_location: Path) -> Path | None:
+    """The newest ``<yyyyMMddHHmmssSSS>-<kind>.cfg`` snapshot in ``<log_location>/config``."""
+    folder = log_location / "config"
+    if not folder.is_dir():
+        return None
+    snapshots = sorted(p for p in folder.iterdir() if p.name.endswith(".cfg") and p.name[:17].isdigit())
+    return snapshots[-1] if snapshots else None
+
+
 def _locate_config(cli: CliOptions, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """TS_CONFIG_FILE, --ts-config, the newest snapshot (unless --ncs), ./config.properties (spec §8.1)."""
     for candidate, source in ((env.get("TS_CONFIG_FILE"), "TS_CONFIG_FILE"), (cli.ts_config, "--ts-config")):
         if candidate:
             path = Path(candidate)
             if not path.is_file():
                 raise ConfigError(f"{source}: config file {candidate} does not exist")
             return path
+    if not cli.ncs:
+        snapshot = latest_snapshot(cwd / env.get("LOG_LOCATION", "logs"))
+        if snapshot is not None:
+            return snapshot
     default = cwd / "config.properties"
     return default if default.is_file() else None
 
@@ -268,6 +283,14 @@ def _build(props: dict[str, str], cli: CliOptions, env: Mapping[str, str], confi
             raise ConfigError(f"models: not valid JSON: {exc}") from None
         if not isinstance(models_json, dict):
             raise ConfigError("models: must be a JSON object of model name -> version -> settings")
+    snapshot: dict[str, Any] | None = None
+    if props.get("model_snapshot"):
+        try:
+            snapshot = json.loads(props["model_snapshot"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"model_snapshot: not valid JSON: {exc}") from None
+        if not isinstance(snapshot, dict) or not isinstance(snapshot.get("models", {}), dict):
+            raise ConfigError("model_snapshot: must be a JSON object with a 'models' object")
     model_store = _store(props, "model_store", "--model-store")
     workflow_store = _store(props, "workflow_store", "--workflow-store") or model_store
     load_models = tuple(m.strip() for m in props.get("load_models", "").split(",") if m.strip())
@@ -292,6 +315,7 @@ def _build(props: dict[str, str], cli: CliOptions, env: Mapping[str, str], confi
         workflow_store=workflow_store,
         load_models=load_models,
         models=models_json,
+        model_snapshot=snapshot,
         number_of_gpu=number_of_gpu,
         limit_max_image_pixels=_bool(props["limit_max_image_pixels"]),
         decode_input_request=_bool(props["decode_input_request"]),

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import __version__
 from server.api.http import json_response, new_app, request_id, segments
+from server.api.openapi import document, operation, param
 from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound
 from server.models.registry import Registry
 from server.runtime.messages import InputItem, Request, Response
@@ -66,53 +66,43 @@ def to_http(response: Response) -> web.Response:
     return reply
 
 
+MODEL = param("model_name")
+VERSION = param("model_version")
+
+
 def api_description() -> dict:
     """OpenAPI 3.0.1 description of this listener (``OPTIONS /`` and ``/api-description``)."""
-
-    def op(summary: str, op_id: str, *params: str) -> dict:
-        return {
-            "operationId": op_id,
-            "description": summary,
-            "parameters": [{"in": "path", "name": p, "required": True, "schema": {"type": "string"}} for p in params],
-            "responses": {"200": {"description": "OK"}},
-        }
-
-    predict = op("Predictions entry point to get inference using default model version.", "predictions", "model_name")
-    return {
-        "openapi": "3.0.1",
-        "info": {
-            "title": "TorchServe APIs",
-            "description": "TorchServe is a flexible and easy to use tool for serving deep learning models",
-            "version": __version__,
-        },
-        "paths": {
-            "/": {"options": op("Get openapi description.", "apiDescription")},
-            "/ping": {"get": op("Get TorchServe status.", "ping")},
-            "/v1/models/{model_name}:predict": {"post": op("KServe v1 predict.", "kservePredict", "model_name")},
-            "/v2/models/{model_name}/infer": {"post": op("KServe v2 infer.", "kservev2Infer", "model_name")},
-            "/predictions/{model_name}": {"post": predict},
-            "/predictions/{model_name}/{model_version}": {
-                "post": op(
-                    "Predictions with a given model version.", "version_predictions", "model_name", "model_version"
-                )
+    describe = operation("apiDescription", "Get openapi description.")
+    return document(
+        {
+            "/": {"options": describe},
+            "/ping": {"get": operation("ping", "Get TorchServe status.")},
+            "/v1/models/{model_name}:predict": {"post": operation("kservePredict", "KServe v1 predict.", MODEL)},
+            "/v2/models/{model_name}/infer": {"post": operation("kservev2Infer", "KServe v2 infer.", MODEL)},
+            "/predictions/{model_name}": {
+                "post": operation("predictions", "Predictions entry point using the default model version.", MODEL)
             },
-            "/explanations/{model_name}": {"post": op("Explanations.", "explanations", "model_name")},
-            "/api-description": {"get": op("Get openapi description.", "api-description")},
-            "/metrics": {"get": op("Get TorchServe application metrics in prometheus format.", "metrics")},
-        },
-    }
+            "/predictions/{model_name}/{model_version}": {
+                "post": operation("version_predictions", "Predictions with a given model version.", MODEL, VERSION)
+            },
+            "/explanations/{model_name}": {"post": operation("explanations", "Explanations of a prediction.", MODEL)},
+            "/api-description": {"get": describe},
+        }
+    )
 
 
 def model_description(model: str) -> dict:
     """``OPTIONS /predictions/{m}``: the per-model document (TorchServe keeps the singular ``/prediction``)."""
-    doc = api_description()
-    doc["info"] = {"title": f"RESTful API for: {model}", "version": "1.0.0"}
-    doc["paths"] = {
-        f"/prediction/{model}": doc["paths"]["/predictions/{model_name}"],
-        "/v1/models/{model_name}:predict": doc["paths"]["/v1/models/{model_name}:predict"],
-        "/v2/models/{model_name}/infer": doc["paths"]["/v2/models/{model_name}/infer"],
-    }
-    return doc
+    paths = api_description()["paths"]
+    return document(
+        {
+            f"/prediction/{model}": paths["/predictions/{model_name}"],
+            "/v1/models/{model_name}:predict": paths["/v1/models/{model_name}:predict"],
+            "/v2/models/{model_name}/infer": paths["/v2/models/{model_name}/infer"],
+        },
+        title=f"RESTful API for: {model}",
+        version="1.0.0",
+    )
 
 
 class InferenceAPI:

@@ -15,11 +15,47 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
+
 from archiver import ArchiveInfo, ArchiverError, Limits, extract_archive, inspect_archive
 from archiver.limits import DEFAULT_LIMITS
-from server.errors import InvalidModel, ModelNotFound
+from server.errors import DownloadArchiveError, InternalServerError, InvalidModel, ModelNotFound
 
 ARCHIVE_SUFFIXES = (".mar", ".model", ".tar.gz")
+
+
+def looks_like_url(url: str) -> bool:
+    return re.match(r"^(https?|file?)://", url, flags=re.IGNORECASE) is not None
+
+
+def file_name(url: str) -> str:
+    """The archive's file name: the last path component of the url (TorchServe's rule)."""
+    path = urlsplit(url).path if looks_like_url(url) else url
+    return path.rstrip("/").split("/")[-1]
+
+
+async def download(url: str, target: Path) -> None:
+    """Stream ``url`` into ``target`` (atomically); 400 DownloadArchiveException when it fails."""
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.download")
+    try:
+        if url.lower().startswith(("file://", "fil://")):
+            source = Path(urlsplit(url).path)
+            await asyncio.to_thread(shutil.copyfile, source, partial)
+        else:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+                if response.status != 200:
+                    raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+                with open(partial, "wb") as out:
+                    async for chunk in response.content.iter_chunked(1024 * 1024):
+                        out.write(chunk)
+        partial.replace(target)
+    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        partial.unlink(missing_ok=True)
+        raise DownloadArchiveError(f"Failed to download archive from: {url}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def default_name(file_name: str) -> str:
@@ -48,16 +84,39 @@ class ModelStore:
         )
 
     def locate(self, url: str) -> Path:
+        """A store entry (or an existing folder) named by ``url``; no download (see `fetch`)."""
         if self.root is None:
             raise ModelNotFound("Model store has not been configured.")
+        if not url:
+            raise ModelNotFound("empty url")
         if ".." in url:
             raise ModelNotFound(f"Relative path is not allowed in url: {url}")
-        path = urlsplit(url).path if "://" in url else url
-        name = path.rstrip("/").split("/")[-1]
-        target = self.root / name
+        target = self.root / file_name(url)
         if target.exists():
             return target
-        raise ModelNotFound(f"Model not found in model store: {url}")
+        if not looks_like_url(url) and Path(url).is_dir():
+            return Path(url)
+        raise ModelNotFound(f"Model not found at: {url}")
+
+    async def fetch(self, url: str, allowed_urls: str) -> tuple[Path, bool]:
+        """Resolve a registration url (spec §5.5): download allowed URLs into the store, else `locate`.
+
+        Returns the store entry and whether it was downloaded (unregistering then deletes it).
+        """
+        if self.root is None:
+            raise ModelNotFound("Model store has not been configured.")
+        if url and ".." in url:
+            raise ModelNotFound(f"Relative path is not allowed in url: {url}")
+        patterns = [p for p in allowed_urls.split(",") if p]
+        if url and any(re.fullmatch(p, url, flags=re.IGNORECASE) for p in patterns):
+            target = self.root / file_name(url)
+            if target.exists():
+                raise InternalServerError(f"Model file already exists {target.name}")
+            await download(url, target)
+            return target, True
+        if looks_like_url(url):
+            raise ModelNotFound(f"Given URL {url} does not match any allowed URL(s)")
+        return self.locate(url), False
 
     async def unpack(self, archive: Path) -> ArchiveInfo:
         """Validate and unpack ``archive`` off the event loop; returns where the model lives and its manifest."""

@@ -48,9 +48,9 @@ def server_env(cwd: Path) -> dict[str, str]:
 class ForegroundServer:
     """``tsconsole serve`` as a child process; stopped with Ctrl-C (SIGINT) like a person would."""
 
-    def __init__(self, cwd: Path, args: list[str]) -> None:
+    def __init__(self, cwd: Path, args: list[str], urls: dict[str, str] | None = None) -> None:
         self.cwd = cwd
-        self.urls = write_config(cwd)
+        self.urls = urls or write_config(cwd)  # given: reuse the config.properties already there
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tsconsole", "serve", *args],
             cwd=cwd,
@@ -101,8 +101,13 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def make_echo_store(store: Path) -> None:
-    """Cheap models with function and class entry points, for API behaviour tests."""
+def make_echo_store(
+    store: Path, versions: tuple[str, ...] = ("1.0",), *, name: str = "echo", config: bool = True
+) -> None:
+    """Cheap models (a function entry point echoing its inputs), for API behaviour tests.
+
+    One version writes ``<name>.mar``; several write ``<name>_v<version>.mar`` each.
+    """
     from archiver import ModelArchiveConfig, build_model_archive
 
     src = store.parent / "echo_src"
@@ -125,16 +130,21 @@ def make_echo_store(store: Path) -> None:
         "                       for k, v in row.items()},\n"
         "            'url_path': context.get_request_header(i, 'url_path'),\n"
         "            'explain': context.get_request_header(i, 'explain'),\n"
+        "            'version': context.manifest['model']['modelVersion'],\n"
         "        })\n"
         "    return out\n"
     )
     (src / "model-config.yaml").write_text("batchSize: 8\nmaxBatchDelay: 200\nminWorkers: 1\nmaxWorkers: 1\n")
-    build_model_archive(
-        ModelArchiveConfig(
-            model_name="echo", handler=str(src / "echo.py"), version="1.0", export_path=str(store),
-            config_file=str(src / "model-config.yaml"),
-        )
-    )  # fmt: skip
+    for version in versions:
+        out = src / f"v{version}"
+        out.mkdir(exist_ok=True)
+        mar = build_model_archive(
+            ModelArchiveConfig(
+                model_name=name, handler=str(src / "echo.py"), version=version, export_path=str(out),
+                config_file=str(src / "model-config.yaml") if config else None, force=True,
+            )
+        )  # fmt: skip
+        mar.rename(store / (f"{name}.mar" if len(versions) == 1 else f"{name}_v{version}.mar"))
 
 
 def digits_archive(store: Path, name: str = "digits") -> Path:

@@ -1,0 +1,76 @@
+"""Config snapshots (spec §10): after every change the server writes its whole configuration and every
+model version to ``$LOG_LOCATION/config/<yyyyMMddHHmmssSSS>-<kind>.cfg``; a later start without
+``--ncs`` (and without an explicit config file) reads the newest one and restores every model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from server.config import Settings, latest_snapshot
+from server.properties import format_properties
+
+SUFFIX = ".cfg"
+
+
+__all__ = ["SnapshotWriter", "latest_snapshot", "model_snapshot", "snapshot_dir"]
+
+
+def snapshot_dir(log_location: Path) -> Path:
+    return log_location / "config"
+
+
+def model_snapshot(registry: Any, name: str) -> dict[str, Any]:
+    models: dict[str, dict[str, Any]] = {}
+    for entry in sorted(registry.all_versions(), key=lambda e: (e.name, e.version)):
+        saved = {
+            "defaultVersion": registry.is_default(entry),
+            "marName": entry.mar_name,
+            "minWorkers": entry.min_workers,
+            "maxWorkers": entry.max_workers,
+            "batchSize": entry.spec.batch_size,
+            "maxBatchDelay": int(entry.spec.max_batch_delay_ms),
+            "responseTimeout": int(entry.spec.response_timeout_s),
+            "startupTimeout": int(entry.spec.startup_timeout_s),
+            "runtimeType": entry.runtime,
+        }
+        models.setdefault(entry.name, {})[entry.version] = saved
+    return {"name": name, "modelCount": len(models), "created": int(time.time() * 1000), "models": models}
+
+
+def _new_path(folder: Path, kind: str) -> Path:
+    while True:  # an existing snapshot is never overwritten
+        now = datetime.now()
+        path = folder / f"{now:%Y%m%d%H%M%S}{now.microsecond // 1000:03d}-{kind}{SUFFIX}"
+        if not path.exists():
+            return path
+        time.sleep(0.001)
+
+
+class SnapshotWriter:
+    """Writes snapshots off the event loop, one at a time, unless snapshots are disabled (``--ncs``)."""
+
+    def __init__(self, settings: Settings, registry: Any) -> None:
+        self.settings = settings
+        self.registry = registry
+        self._lock = asyncio.Lock()
+
+    async def write(self, kind: str = "snapshot") -> Path | None:
+        if not self.settings.snapshots:
+            return None
+        async with self._lock:
+            folder = snapshot_dir(self.settings.log_location)
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+            path = _new_path(folder, kind)
+            props = {k: v for k, v in self.settings.properties.items() if k != "model_snapshot"}
+            props["model_snapshot"] = json.dumps(model_snapshot(self.registry, path.name), indent=2)
+            text = format_properties(props, "Saving snapshot")
+            stamp = datetime.now().strftime("%a %b %d %H:%M:%S %Y")
+            text = text.replace("#Saving snapshot\n", f"#Saving snapshot\n#{stamp}\n", 1)
+            await asyncio.to_thread(path.write_text, text, encoding="utf-8")
+            return path
