@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", co
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_location, console=console)
+    setup_logging(settings.log_location, console=console, metrics_location=settings.metrics_location)
     try:
         asyncio.run(serve(settings, python=args.python))
     except ListenError as exc:

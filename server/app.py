@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -14,14 +15,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.api.http import AccessLogger
+from server.api.http import STATUS_HOOK, AccessLogger
 from server.api.inference import InferenceAPI
 from server.api.management import ManagementAPI
+from server.api.metrics import metrics_app
 from server.config import Address, Settings
 from server.models.registry import Registry
 from server.models.snapshot import SnapshotWriter
 from server.models.store import ModelStore
 from server.runtime.pool import ModelSpec, WorkerPool
+from server.telemetry.metrics import ServerMetrics
 
 log = logging.getLogger("server.app")
 STARTED = "Model server started."
@@ -49,6 +52,8 @@ class ModelServer:
         self.python = python or sys.executable
         self.work_dir = Path(tempfile.mkdtemp(prefix="tsconsole-"))
         self.store = ModelStore(settings.model_store, self.work_dir)
+        self.metrics = ServerMetrics(settings)
+        self._collector: asyncio.Task[None] | None = None
         env = worker_env(settings)
         self.registry = Registry(settings, self.store, self._pool_factory(env))
         self.snapshots = SnapshotWriter(settings, self.registry)
@@ -57,11 +62,12 @@ class ModelServer:
 
     def _pool_factory(self, env: dict[str, str]):
         def make(spec: ModelSpec, gpu_ids: list[int]) -> WorkerPool:
-            return WorkerPool(spec, python=self.python, env=env, gpu_ids=gpu_ids, socket_dir=None)
+            return WorkerPool(spec, python=self.python, env=env, gpu_ids=gpu_ids, socket_dir=None, metrics=self.metrics)
 
         return make
 
     async def _listen(self, app: web.Application, address: Address, name: str) -> None:
+        app[STATUS_HOOK] = self.metrics.http_response
         runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
         await runner.setup()
         self.runners.append(runner)
@@ -89,6 +95,9 @@ class ModelServer:
             raise ListenError("one address for both the inference and management APIs is not supported yet")
         await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference")
         await self._listen(management.app(s.max_request_size), s.management_address, "Management")
+        if s.enable_metrics_api:
+            await self._listen(metrics_app(self.metrics, s.max_request_size), s.metrics_address, "Metrics")
+        self._collector = asyncio.create_task(self.metrics.run_system_collector())
         if s.model_snapshot is not None:
             log.info("Restoring %d models from snapshot %s", len(s.model_snapshot.get("models", {})), s.config_file)
             await self.registry.restore(s.model_snapshot)
@@ -105,6 +114,11 @@ class ModelServer:
         self.runners.clear()
         await self.snapshots.write("shutdown")
         await self.registry.close()
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+        self.metrics.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
         log.info("Model server stopped.")
 

@@ -22,6 +22,8 @@ NO_CACHE_HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Told the status of every response a listener writes (the Requests2XX/4XX/5XX metrics).
+STATUS_HOOK = web.AppKey("status_hook", Callable[[int], None])
 
 
 def render_json(obj: Any) -> str:
@@ -62,6 +64,9 @@ async def torchserve_conventions(request: web.Request, handler: Handler) -> web.
     except Exception as exc:  # a bug of ours: report it as TorchServe does, keep serving
         log.exception("Unexpected error serving %s %s", request.method, request.path)
         response = error_response(InternalServerError(str(exc) or type(exc).__name__))
+    hook = request.app.get(STATUS_HOOK)
+    if hook is not None:
+        hook(response.status)
     if not response.prepared:
         response.headers["x-request-id"] = request["request_id"]
         for key, value in NO_CACHE_HEADERS.items():

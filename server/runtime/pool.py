@@ -30,6 +30,14 @@ them. The working directory is the model directory (when it exists), as in Torch
 Logging: every line a worker writes goes to the ``MODEL_LOG`` logger (stdout at INFO, stderr at WARNING)
 with ``extra={"ts_thread": "W-<id>-<model>_<version>-stdout"}`` (or ``-stderr``); life-cycle events go to
 ``server.runtime.pool`` with ``ts_thread`` ``W-<id>-<model>_<version>``. Nothing is printed.
+
+Metrics (spec §3), when the pool is given a `ServerMetrics`: ``ts_inference_requests_total`` for every
+`predict` call; per answered job ``QueueTime`` and the ``ts_inference_latency_microseconds`` /
+``ts_queue_latency_microseconds`` counters (enqueue → reply, enqueue → dispatch; version label
+``url_version`` or ``"default"``); per batch ``WorkerThreadTime`` (the batch's time in the frontend, the
+wait for the worker excluded); per load ``WorkerLoadTime`` of ``W-<id>-<model>_<version>`` (spawn → loaded).
+Worker output lines that carry a metric (``[METRICS]...``, on either stream, as TorchServe reads them) go
+to ``metrics.backend_line`` instead of MODEL_LOG.
 """
 
 from __future__ import annotations
@@ -48,13 +56,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import server
 from server.errors import RequestTimeout, ServeError, WorkerDied, WorkerError, no_worker
 from server.runtime import protocol
 from server.runtime.batcher import Batcher, QueueFull
 from server.runtime.messages import Inference, Load, Reply, Request, Response
+from server.telemetry.metrics import is_metrics_line
+
+if TYPE_CHECKING:
+    from server.telemetry.metrics import ServerMetrics
 
 __all__ = [
     "BACKOFF_S",
@@ -128,6 +140,8 @@ class _Job:
     future: asyncio.Future[Response]
     url_version: str | None = None
     on_intermediate: Callable[[Response], None] | None = None
+    enqueued_ns: int = 0  # time.monotonic_ns() when queued
+    scheduled_ns: int = 0  # ... when its batch was sent to a worker
 
 
 class _Failure(Exception):
@@ -227,7 +241,8 @@ class WorkerPool:
     ``python`` runs the workers; ``service`` (``module:Class``) is handed to them as ``--service`` (default:
     the worker's own default, the handler library); ``env`` replaces this process's environment for the
     workers; ``gpu_ids`` are given to new workers round-robin (none: CPU, ``gpu_id`` -1); ``socket_dir``
-    holds the worker sockets (default: a private 0700 temporary directory, removed by `close`).
+    holds the worker sockets (default: a private 0700 temporary directory, removed by `close`);
+    ``metrics`` receives the pool's metrics and the workers' metric lines (see the module docstring).
     """
 
     def __init__(
@@ -239,8 +254,10 @@ class WorkerPool:
         env: dict[str, str] | None = None,
         gpu_ids: Sequence[int] = (),
         socket_dir: Path | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.spec = spec
+        self._metrics = metrics
         self._python = python
         self._service = service
         self._env = dict(env) if env is not None else None
@@ -354,10 +371,12 @@ class WorkerPool:
         when the batch failed in the worker, `WorkerDied` when the worker died or timed out with it.
         ``on_intermediate`` receives the intermediate responses of a streaming handler, in order.
         """
+        if self._metrics is not None:
+            self._metrics.inference_request(self.spec.model_name, url_version or "default")
         if self._closed or not any(w.active for w in self._workers):
             raise no_worker(self.spec.model_name, url_version)
         future = asyncio.get_running_loop().create_future()
-        job = _Job(request, future, url_version, on_intermediate)
+        job = _Job(request, future, url_version, on_intermediate, time.monotonic_ns())
         try:
             self._batcher.put(job)
         except QueueFull:
@@ -488,6 +507,7 @@ class WorkerPool:
         failing_since: float | None = None
         try:
             while not worker.stopping:
+                started_ns = time.monotonic_ns()
                 try:
                     await self._start(worker)
                 except _Failure as exc:
@@ -499,6 +519,9 @@ class WorkerPool:
                     failure = _Failure(f"{type(exc).__name__}: {exc}")
                 else:
                     retries, failing_since = 0, None
+                    if self._metrics is not None:
+                        load_ms = (time.monotonic_ns() - started_ns) // 1_000_000
+                        self._metrics.worker_loaded(worker.thread, float(load_ms))
                     worker.status = WorkerStatus.READY
                     log.info("Worker %s loaded the model, pid %d", worker.thread, self._pid(worker),
                              extra=worker.extra)  # fmt: skip
@@ -639,12 +662,20 @@ class WorkerPool:
     async def _run_batch(self, worker: _Worker, jobs: list[_Job]) -> _Failure | None:
         worker.in_flight = jobs
         timeout = self.spec.response_timeout_s
+        start_ns = time.monotonic_ns()
+        backend_ns = 0  # waiting for the worker
+        for job in jobs:
+            job.scheduled_ns = start_ns
         try:
             batch = Inference([job.request for job in jobs])
+            sent_ns = time.monotonic_ns()
             reply = await self._exchange(worker, batch, timeout, "inference")
+            backend_ns += time.monotonic_ns() - sent_ns
             while _is_intermediate(reply):
                 self._deliver_intermediate(jobs, reply)
+                sent_ns = time.monotonic_ns()
                 reply = await self._exchange(worker, None, timeout, "streaming")
+                backend_ns += time.monotonic_ns() - sent_ns
         except _Failure as failure:
             log.warning("Worker %s failed with a batch of %d in flight: %s", worker.thread, len(jobs),
                         failure.reason, extra=worker.extra)  # fmt: skip
@@ -657,8 +688,24 @@ class WorkerPool:
             raise
         finally:
             worker.in_flight = []
-        self._deliver(jobs, reply)
+        answered = self._deliver(jobs, reply)
+        if self._metrics is not None:
+            try:
+                self._report_batch(answered, start_ns, backend_ns)
+            except Exception:  # a metrics fault must never cost a worker
+                log.exception("Reporting the metrics of a batch failed", extra=worker.extra)
         return None
+
+    def _report_batch(self, answered: list[_Job], start_ns: int, backend_ns: int) -> None:
+        metrics = self._metrics
+        assert metrics is not None
+        now = time.monotonic_ns()
+        model = self.spec.model_name
+        for job in answered:
+            queued_ns = job.scheduled_ns - job.enqueued_ns
+            metrics.inference(model, job.url_version or "default", (now - job.enqueued_ns) / 1000, queued_ns / 1000)
+            metrics.queue_time(float(queued_ns // 1_000_000))
+        metrics.worker_thread_time(float((now - start_ns - backend_ns) // 1_000_000))
 
     @staticmethod
     def _deliver_intermediate(jobs: list[_Job], reply: Reply) -> None:
@@ -675,11 +722,13 @@ class WorkerPool:
                     log.exception("Intermediate response callback failed for %s", response.request_id)
 
     @staticmethod
-    def _deliver(jobs: list[_Job], reply: Reply) -> None:
+    def _deliver(jobs: list[_Job], reply: Reply) -> list[_Job]:
+        """Settle every job of the batch from the worker's final reply; the jobs that got a response."""
         if reply.code != 200:
             for job in jobs:
                 _fail(job, WorkerError(reply.code, reply.message))
-            return
+            return []
+        answered: list[_Job] = []
         by_id: dict[str, deque[Response]] = {}
         for response in reply.responses:
             by_id.setdefault(response.request_id, deque()).append(response)
@@ -689,8 +738,10 @@ class WorkerPool:
                 response = queue.popleft()
                 if not job.future.done():
                     job.future.set_result(response)
+                    answered.append(job)
             else:
                 _fail(job, WorkerError(503, "number of batch response mismatched"))
+        return answered
 
     # -- process plumbing ----------------------------------------------------------------------------------
 
@@ -783,13 +834,20 @@ class WorkerPool:
                 worker.inst = None
 
     async def _pump(self, worker: _Worker, inst: _Instance, stream: asyncio.StreamReader, which: str) -> None:
-        """Log each line of a worker's stdout (INFO) or stderr (WARNING) to MODEL_LOG."""
+        """Log each line of a worker's stdout (INFO) or stderr (WARNING) to MODEL_LOG; metric lines to metrics."""
         level = logging.INFO if which == "stdout" else logging.WARNING
         extra = {"ts_thread": f"{worker.thread}-{which}"}
         buf = bytearray()
+        metrics = self._metrics
 
         def emit(raw: bytes) -> None:
             line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if metrics is not None and is_metrics_line(line):
+                try:
+                    metrics.backend_line(line)
+                except Exception:  # keep reading: a stalled pipe would block the worker
+                    log.exception("Recording a worker metric failed", extra=worker.extra)
+                return
             if which == "stdout" and line == STARTED_LINE:
                 inst.started.set()
             model_log.log(level, line, extra=extra)

@@ -10,16 +10,20 @@ Like TorchServe's ``model_service_worker.py`` (spec §7) the worker is the liste
    (end of stream: exit 0). A service with ``set_intermediate_sender(sender)`` gets a sender that writes
    intermediate replies (streaming, header ``ts_stream_next: true``) before ``predict`` returns the final one.
 
+After the load and after each batch, before its reply is sent, the metrics the handler recorded (a service
+with ``metrics.drain()``, like the handler library's) are printed on stdout as TorchServe's ``[METRICS]``
+lines (flushed), which the frontend turns into its backend metrics (spec §3.3).
+
 The service class defaults to ``server.handlers.service:HandlerService``; any class with the same two
 methods can be given with ``--service`` (the tests use their own). When the service lives in the
 ``server.handlers`` package, ``server.handlers.compat.install()`` runs first so TorchServe handlers can
 import ``ts.*``. Torch is never imported here: only the service does that (and it alone reads
 ``TSC_TORCH_THREADS``, which the pool puts in this process's environment).
 
-Nothing but the two start lines goes to stdout from this module (handlers may print; the frontend logs every
-line); diagnostics go to stderr. The frontend owns the worker's life: SIGINT is ignored (a Ctrl-C in the
-server's terminal must not kill workers behind its back), SIGTERM ends it, and so does the end of the
-connection or the death of the parent process (checked every second).
+Nothing but the two start lines and the metric lines goes to stdout from this module (handlers may print; the
+frontend logs every other line); diagnostics go to stderr. The frontend owns the worker's life: SIGINT is
+ignored (a Ctrl-C in the server's terminal must not kill workers behind its back), SIGTERM ends it, and so
+does the end of the connection or the death of the parent process (checked every second).
 """
 
 from __future__ import annotations
@@ -76,6 +80,20 @@ def _load_error_reply(exc: BaseException) -> Reply:
     return Reply(500, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
+def _emit_metrics(service: Any, hostname: str) -> None:
+    """Print the handler's recorded metrics as ``[METRICS]`` lines on stdout, then flush."""
+    drain = getattr(getattr(service, "metrics", None), "drain", None)
+    if not callable(drain):
+        return
+    try:
+        lines = [f"{record.log_line(hostname)}\n" for record in drain()]
+        if lines:
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
+    except Exception as exc:  # metrics must never cost a prediction
+        _log(f"Could not report the handler's metrics: {type(exc).__name__}: {exc}")
+
+
 def _watch_parent(parent: int) -> None:
     """Exit when the process that started us is gone (we were re-parented), even in the middle of a load."""
     stop = threading.Event()
@@ -120,6 +138,8 @@ def serve(sock_path: str, service_spec: str = DEFAULT_SERVICE) -> int:
         except Exception as exc:
             protocol.send_message(conn, _load_error_reply(exc))
             return 1
+        hostname = socket.gethostname()
+        _emit_metrics(service, hostname)
         protocol.send_message(conn, Reply(200, f"{first.model_name} loaded"))
         set_sender = getattr(service, "set_intermediate_sender", None)
         if callable(set_sender):  # streaming handlers send intermediate replies before the final one
@@ -134,6 +154,7 @@ def serve(sock_path: str, service_spec: str = DEFAULT_SERVICE) -> int:
             except Exception as exc:  # the service should never raise; keep the worker alive if it does
                 traceback.print_exception(exc, file=sys.stderr)
                 reply = Reply(503, "Prediction failed")
+            _emit_metrics(service, hostname)
             protocol.send_message(conn, reply)
     return 0
 

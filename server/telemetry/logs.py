@@ -2,8 +2,10 @@
 
 ``ts_log.log`` gets everything (as log4j2's additivity does in TorchServe), ``model_log.log`` the
 workers' stdout/stderr (logger ``MODEL_LOG``), ``access_log.log`` one line per request (logger
-``ACCESS_LOG``). Files rotate at 100 MB, five kept. Records are handed to a background thread through
-a queue, so logging never blocks the event loop on disk I/O.
+``ACCESS_LOG``). Under the metrics location (default: the log location), ``ts_metrics.log`` gets the
+frontend metric lines (logger ``TS_METRICS``) and ``model_metrics.log`` the backend ones (logger
+``MODEL_METRICS``), both as ``<ts> - <line>``. Files rotate at 100 MB, five kept. Records are handed to a
+background thread through a queue, so logging never blocks the event loop on disk I/O.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 
 ACCESS_LOG = "ACCESS_LOG"
 MODEL_LOG = "MODEL_LOG"
+TS_METRICS = "TS_METRICS"
+MODEL_METRICS = "MODEL_METRICS"
 MAX_BYTES = 100 * 1024 * 1024
 BACKUPS = 5
 _LEVELS = {"WARNING": "WARN ", "CRITICAL": "FATAL", "INFO": "INFO ", "DEBUG": "DEBUG", "ERROR": "ERROR"}
@@ -46,6 +50,10 @@ class AccessFormatter(Log4jFormatter):
         return f"{self.formatTime(record)} - {record.getMessage()}"
 
 
+class MetricsFormatter(AccessFormatter):
+    """``2024-05-30T21:46:03,626 - Requests2XX.Count:1.0|#Level:Host|#hostname:h,timestamp:1717105563``."""
+
+
 class _OnlyLogger(logging.Filter):
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -66,16 +74,29 @@ def _rotating(path: Path, formatter: logging.Formatter, only: str | None = None)
 _listener: logging.handlers.QueueListener | None = None
 
 
-def setup_logging(log_location: Path, *, console: bool = True, level: int = logging.INFO) -> Path:
-    """Route every log record to the files under ``log_location`` (and stdout when ``console``)."""
+def setup_logging(
+    log_location: Path,
+    *,
+    console: bool = True,
+    level: int = logging.INFO,
+    metrics_location: Path | None = None,
+) -> Path:
+    """Route every log record to the files under ``log_location`` (and stdout when ``console``).
+
+    The two metrics files go to ``metrics_location`` (default: ``log_location``).
+    """
     global _listener
     stop_logging()
     log_location.mkdir(parents=True, exist_ok=True)
+    metrics_dir = metrics_location if metrics_location is not None else log_location
+    metrics_dir.mkdir(parents=True, exist_ok=True)
     log4j = Log4jFormatter()
     handlers: list[logging.Handler] = [
         _rotating(log_location / "ts_log.log", log4j),
         _rotating(log_location / "model_log.log", log4j, only=MODEL_LOG),
         _rotating(log_location / "access_log.log", AccessFormatter(), only=ACCESS_LOG),
+        _rotating(metrics_dir / "ts_metrics.log", MetricsFormatter(), only=TS_METRICS),
+        _rotating(metrics_dir / "model_metrics.log", MetricsFormatter(), only=MODEL_METRICS),
     ]
     if console:
         out = logging.StreamHandler(sys.stdout)
@@ -89,6 +110,8 @@ def setup_logging(log_location: Path, *, console: bool = True, level: int = logg
     root.setLevel(level)
     for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for metrics_logger in (TS_METRICS, MODEL_METRICS):  # level "all" in TorchServe's log4j2.xml
+        logging.getLogger(metrics_logger).setLevel(logging.DEBUG)
     _listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
     _listener.start()
     atexit.register(stop_logging)

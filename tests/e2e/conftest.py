@@ -48,9 +48,11 @@ def server_env(cwd: Path) -> dict[str, str]:
 class ForegroundServer:
     """``tsconsole serve`` as a child process; stopped with Ctrl-C (SIGINT) like a person would."""
 
-    def __init__(self, cwd: Path, args: list[str], urls: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cwd: Path, args: list[str], urls: dict[str, str] | None = None, config: dict[str, str] | None = None
+    ) -> None:
         self.cwd = cwd
-        self.urls = urls or write_config(cwd)  # given: reuse the config.properties already there
+        self.urls = urls or write_config(cwd, **(config or {}))  # given urls: reuse the config.properties there
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tsconsole", "serve", *args],
             cwd=cwd,
