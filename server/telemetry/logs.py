@@ -63,8 +63,10 @@ class _OnlyLogger(logging.Filter):
         return record.name == self.logger_name
 
 
-def _rotating(path: Path, formatter: logging.Formatter, only: str | None = None) -> logging.Handler:
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+def _rotating(
+    path: Path, formatter: logging.Formatter, only: str | None = None, max_bytes: int = MAX_BYTES
+) -> logging.Handler:
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8")
     handler.setFormatter(formatter)
     if only:
         handler.addFilter(_OnlyLogger(only))
@@ -80,6 +82,7 @@ def setup_logging(
     console: bool = True,
     level: int = logging.INFO,
     metrics_location: Path | None = None,
+    max_bytes: int = MAX_BYTES,
 ) -> Path:
     """Route every log record to the files under ``log_location`` (and stdout when ``console``).
 
@@ -92,11 +95,11 @@ def setup_logging(
     metrics_dir.mkdir(parents=True, exist_ok=True)
     log4j = Log4jFormatter()
     handlers: list[logging.Handler] = [
-        _rotating(log_location / "ts_log.log", log4j),
-        _rotating(log_location / "model_log.log", log4j, only=MODEL_LOG),
-        _rotating(log_location / "access_log.log", AccessFormatter(), only=ACCESS_LOG),
-        _rotating(metrics_dir / "ts_metrics.log", MetricsFormatter(), only=TS_METRICS),
-        _rotating(metrics_dir / "model_metrics.log", MetricsFormatter(), only=MODEL_METRICS),
+        _rotating(log_location / "ts_log.log", log4j, max_bytes=max_bytes),
+        _rotating(log_location / "model_log.log", log4j, only=MODEL_LOG, max_bytes=max_bytes),
+        _rotating(log_location / "access_log.log", AccessFormatter(), only=ACCESS_LOG, max_bytes=max_bytes),
+        _rotating(metrics_dir / "ts_metrics.log", MetricsFormatter(), only=TS_METRICS, max_bytes=max_bytes),
+        _rotating(metrics_dir / "model_metrics.log", MetricsFormatter(), only=MODEL_METRICS, max_bytes=max_bytes),
     ]
     if console:
         out = logging.StreamHandler(sys.stdout)

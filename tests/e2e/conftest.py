@@ -119,6 +119,7 @@ def make_echo_store(
         "def handle(data, context):\n"
         "    if data is None:\n"
         "        return None\n"
+        "    context.metrics.add_counter('EchoRequests', len(data))\n"
         "    out = []\n"
         "    for i, row in enumerate(data):\n"
         "        if 'fail' in row:\n"

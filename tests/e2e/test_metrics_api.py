@@ -32,7 +32,9 @@ def test_prometheus_metrics_count_what_was_served(tmp_path: Path, client: httpx.
     store.mkdir()
     make_echo_store(store)
     server = ForegroundServer(
-        tmp_path, ["--model-store", "store", "--models", "echo.mar", "--ncs"], config={"metrics_mode": "prometheus"}
+        tmp_path,
+        ["--model-store", "store", "--models", "echo.mar", "--ncs"],
+        config={"metrics_mode": "prometheus", "model_metrics_auto_detect": "true"},
     )
     try:
         metrics_url = f"{server.urls['metrics']}/metrics"
@@ -53,6 +55,8 @@ def test_prometheus_metrics_count_what_was_served(tmp_path: Path, client: httpx.
         assert value(got, "ts_inference_latency_microseconds", model_name="echo", model_version="default") > 0
         assert value(got, "PredictionTime", ModelName="echo", Level="Model") >= 0
         assert 'Requests2XX{Level="Host",Hostname="' in r.text  # TorchServe's label order
+        # A metric the handler emits through context.metrics (auto-detected, as it is not declared).
+        assert value(got, "EchoRequests", ModelName="echo") == 6
 
         only = client.get(metrics_url, params={"name[]": "ts_inference_requests_total"})
         assert only.text.startswith("# HELP ts_inference_requests_total ")

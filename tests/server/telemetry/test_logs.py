@@ -58,3 +58,20 @@ def test_metrics_files_default_to_the_log_location(tmp_path: Path, restore_root_
     stop_logging()
     assert (tmp_path / "ts_metrics.log").read_text().endswith(" - X.Count:1.0|#Level:Host|#hostname:h,timestamp:1\n")
     assert (tmp_path / "model_metrics.log").read_text() == ""
+
+
+def test_log_files_rotate_by_size(tmp_path: Path) -> None:
+    import logging
+
+    from server.telemetry.logs import BACKUPS, setup_logging, stop_logging
+
+    setup_logging(tmp_path, console=False, max_bytes=2000)
+    try:
+        for i in range(200):
+            logging.getLogger("MODEL_LOG").info("worker line %d %s", i, "x" * 40, extra={"ts_thread": "W-9000-m_1.0"})
+    finally:
+        stop_logging()
+    rotated = sorted(p.name for p in tmp_path.glob("model_log.log.*"))
+    assert rotated == [f"model_log.log.{i}" for i in range(1, BACKUPS + 1)]  # five kept, the oldest dropped
+    assert (tmp_path / "model_log.log").stat().st_size <= 2000
+    assert "W-9000-m_1.0 MODEL_LOG - worker line 199" in (tmp_path / "model_log.log").read_text()
