@@ -33,6 +33,7 @@ class ServerRecord:
     pid: int
     inference: str
     management: str
+    metrics: str
     log_location: str
     output: str  # the detached server's stdout/stderr
 
@@ -97,6 +98,7 @@ def start(argv: list[str], settings, *, timeout: float = 600.0) -> int:
         pid=proc.pid,
         inference=settings.inference_address.url,
         management=settings.management_address.url,
+        metrics=settings.metrics_address.url,
         log_location=str(log_dir.resolve()),
         output=str(output),
     )
