@@ -8,17 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from server.app import ListenError, serve
-from server.config import ConfigError, load_settings
-from server.launcher import options_from, parse_server_args
+from server.config import ConfigError
+from server.launcher import parse_server_args, server_settings
 from server.telemetry.logs import setup_logging, stop_logging
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", console: bool = True) -> int:
     args = parse_server_args(sys.argv[1:] if argv is None else argv, prog)
     try:
-        settings = load_settings(options_from(args))
-        if settings.model_store is None:
-            raise ConfigError("--model-store is required (or model_store in config.properties)")
+        settings = server_settings(args)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

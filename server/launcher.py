@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from server.config import CliOptions
+from server.config import CliOptions, ConfigError, Settings, load_settings
 
 NOT_YET = "(accepted for compatibility; not used yet)"
 
@@ -60,3 +60,11 @@ def parse_server_args(argv: Sequence[str], prog: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description="Run the model server (TorchServe-compatible flags).")
     add_server_flags(parser)
     return parser.parse_args(list(argv))
+
+
+def server_settings(args: argparse.Namespace) -> Settings:
+    """The settings a server started with these flags would run with; ConfigError says what is wrong."""
+    settings = load_settings(options_from(args))
+    if settings.model_store is None:
+        raise ConfigError("--model-store is required (or model_store in config.properties)")
+    return settings

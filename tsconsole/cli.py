@@ -26,17 +26,15 @@ def _serve(argv: Sequence[str]) -> int:
 
 
 def _start(argv: Sequence[str]) -> int:
-    from server.config import ConfigError, load_settings
-    from server.launcher import options_from, parse_server_args
+    from server.config import ConfigError
+    from server.launcher import parse_server_args, server_settings
     from tsconsole import daemon
 
     args = parse_server_args(argv, "tsconsole start")
     if args.foreground:
         return _serve(argv)
     try:
-        settings = load_settings(options_from(args))
-        if settings.model_store is None:
-            raise ConfigError("--model-store is required (or model_store in config.properties)")
+        settings = server_settings(args)
     except ConfigError as exc:
         print(f"tsconsole start: error: {exc}", file=sys.stderr)
         return 2
