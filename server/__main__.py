@@ -13,7 +13,10 @@ from server.launcher import parse_server_args, server_settings
 from server.telemetry.logs import setup_logging, stop_logging
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", console: bool = True) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", console: bool | None = None) -> int:
+    """Run the server in the foreground; log lines go to stdout too unless detached (TSCONSOLE_DETACHED=1)."""
+    if console is None:
+        console = os.environ.get("TSCONSOLE_DETACHED") != "1"
     args = parse_server_args(sys.argv[1:] if argv is None else argv, prog)
     try:
         settings = server_settings(args)
@@ -34,5 +37,4 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", co
 
 
 if __name__ == "__main__":
-    # `tsconsole start` runs the server detached, with its log lines in the log files only.
-    sys.exit(main(console=os.environ.get("TSCONSOLE_DETACHED") != "1"))
+    sys.exit(main())
