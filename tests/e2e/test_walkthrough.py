@@ -99,6 +99,9 @@ def test_densenet161_walkthrough(walkthrough_dir: Path) -> None:
         pid = json.loads((root / "tsconsole.pid").read_text())["pid"]
         family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
         assert len(family) >= 3  # the server and one worker per model
+        # Only workers load torch; the server process itself never maps libtorch.
+        assert "libtorch" not in Path(f"/proc/{pid}/maps").read_text()
+        assert any("libtorch" in Path(f"/proc/{p.pid}/maps").read_text() for p in family[1:])
     finally:
         stop = tsconsole("stop", cwd=root, env=env)
     assert stop.returncode == 0 and "stopped" in stop.stdout
