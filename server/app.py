@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.api.console import ConsoleAPI
 from server.api.http import STATUS_HOOK, AccessLogger
 from server.api.inference import InferenceAPI
 from server.api.management import ManagementAPI
@@ -59,6 +60,7 @@ class ModelServer:
         self.snapshots = SnapshotWriter(settings, self.registry)
         self.registry.listeners.append(self.snapshots.write)
         self.runners: list[web.AppRunner] = []
+        self.console = ConsoleAPI(self.registry, settings)  # the management listener's /console/... routes
 
     def _pool_factory(self, env: dict[str, str]):
         def make(spec: ModelSpec, gpu_ids: list[int]) -> WorkerPool:
@@ -90,7 +92,7 @@ class ModelServer:
         for key in s.unknown_keys:
             log.warning("config: unknown key %s is ignored", key)
         inference = InferenceAPI(self.registry, startup_models=[])
-        management = ManagementAPI(self.registry, s)
+        management = ManagementAPI(self.registry, s, self.console)
         if s.inference_address == s.management_address:
             raise ListenError("one address for both the inference and management APIs is not supported yet")
         await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference")
@@ -109,6 +111,7 @@ class ModelServer:
 
     async def stop(self) -> None:
         log.info("Stopping the model server")
+        await self.console.close()  # ends open log streams first: they would hold up the listeners' cleanup
         for runner in self.runners:
             await runner.cleanup()
         self.runners.clear()

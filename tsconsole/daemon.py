@@ -35,6 +35,7 @@ class ServerRecord:
     management: str
     metrics: str
     log_location: str
+    model_store: str
     output: str  # the detached server's stdout/stderr
 
     def save(self) -> None:
@@ -99,6 +100,7 @@ def start(argv: list[str], settings, *, timeout: float = 600.0) -> int:
         inference=settings.inference_address.url,
         management=settings.management_address.url,
         metrics=settings.metrics_address.url,
+        model_store=str(settings.model_store),
         log_location=str(log_dir.resolve()),
         output=str(output),
     )

@@ -1,5 +1,6 @@
 """The management API (default 127.0.0.1:8081), spec §2: register, scale, describe, list, unregister,
-set-default, KServe readiness and the API description.
+set-default, KServe readiness and the API description; plus tsconsole's ``/console/...`` endpoints
+(`server.api.console`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import psutil
 from aiohttp import web
 
+from server.api.console import ConsoleAPI, console_paths
 from server.api.http import json_response, new_app, segments
 from server.api.openapi import document, operation, param
 from server.config import Settings
@@ -205,14 +207,16 @@ def api_description() -> dict[str, Any]:
                 "put": operation("setDefault", "Set the default version of a model.", MODEL, VERSION)
             },
             "/api-description": {"get": describe_api},
+            **console_paths(),
         }
     )
 
 
 class ManagementAPI:
-    def __init__(self, registry: Registry, settings: Settings) -> None:
+    def __init__(self, registry: Registry, settings: Settings, console: ConsoleAPI | None = None) -> None:
         self.registry = registry
         self.settings = settings
+        self.console = console if console is not None else ConsoleAPI(registry, settings)
         self.max_workers = int(settings.get("max_workers_per_model") or DEFAULT_MAX_WORKERS_PER_MODEL)
 
     def app(self, max_request_size: int) -> web.Application:
@@ -229,6 +233,8 @@ class ManagementAPI:
             return json_response(api_description())
         if segs[0] == "models":
             return await self.models(request, method, segs[1:])
+        if segs[0] == "console":
+            return await self.console.dispatch(request, method, segs[1:])
         if segs[0] == "v1" and len(segs) == 3 and segs[1] == "models":
             if method != "GET":
                 raise MethodNotAllowed()

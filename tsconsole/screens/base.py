@@ -1,0 +1,38 @@
+"""What every console screen shares: header, connection banner, footer with key hints, read-only checks."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from tsconsole.widgets.banner import Banner
+
+
+class ConsoleScreen(Screen[None]):
+    """Subclasses write `compose_body` and name their mutating actions in ``MUTATING``."""
+
+    MUTATING: ClassVar[frozenset[str]] = frozenset()
+    """Actions hidden in --read-only mode (``check_action`` returns False: no key, no footer, no palette)."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Banner()
+        yield from self.compose_body()
+        yield Footer(compact=True)
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    @property
+    def read_only(self) -> bool:
+        return bool(getattr(self.app, "read_only", False))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in self.MUTATING and self.read_only)
+
+    @property
+    def client(self) -> Any:
+        return self.app.client  # type: ignore[attr-defined]
