@@ -69,7 +69,8 @@ def local_config(endpoints: Endpoints, base: Path | None = None) -> str:
     """config.properties text for a server on 127.0.0.1 at the ports of ``endpoints``.
 
     Starts from ``./config.properties`` when there is one, so the user's settings still apply, and
-    replaces only the three addresses (forced onto the loopback interface).
+    replaces only the three addresses (forced onto the loopback interface). Unless that file chooses a
+    metrics mode, the server keeps its metrics in Prometheus form, which the dashboard's rates need.
     """
     lines: list[str] = []
     keys = {"inference_address", "management_address", "metrics_address"}
@@ -78,6 +79,8 @@ def local_config(endpoints: Endpoints, base: Path | None = None) -> str:
             key = line.split("=", 1)[0].strip()
             if key not in keys:
                 lines.append(line)
+    if not any(line.split("=", 1)[0].strip() == "metrics_mode" for line in lines):
+        lines.append("metrics_mode=prometheus")
     for role in ("inference", "management", "metrics"):
         url = getattr(endpoints, role)
         if url.startswith("unix:"):

@@ -130,6 +130,15 @@ def test_a_started_server_listens_on_loopback_only(tmp_path: Path) -> None:
     assert "metrics_mode=prometheus" in text and "0.0.0.0" not in text
     assert "inference_address=http://127.0.0.1:9080" in text
     assert "management_address=http://127.0.0.1:9081" in text
+    assert text.count("metrics_mode=") == 1  # the user's choice is kept
+
+
+def test_a_started_server_has_prometheus_metrics_unless_configured(tmp_path: Path) -> None:
+    base = tmp_path / "config.properties"
+    base.write_text("metrics_mode=log\n")
+    endpoints = Endpoints("http://localhost:9080", "http://localhost:9081", "http://localhost:9082")
+    assert "metrics_mode=prometheus" in local_config(endpoints, None)
+    assert "metrics_mode=prometheus" not in local_config(endpoints, base)
 
 
 def test_the_io_layer_imports_nothing_from_textual() -> None:
