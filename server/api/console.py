@@ -41,7 +41,7 @@ from archiver import ArchiveInfo, ArchiverError, ModelArchiveConfig, build_model
 from archiver.manifest import BUILTIN_HANDLERS, LSP_BUILTIN_HANDLERS
 from archiver.mar import archive_path, check_output
 from archiver.writer import FORMAT_SUFFIXES
-from server.api.http import NO_CACHE_HEADERS, json_response
+from server.api.http import NO_CACHE_HEADERS, json_response, request_id
 from server.api.openapi import operation, param
 from server.config import Settings
 from server.errors import BadRequest, InternalServerError, MethodNotAllowed, ResourceNotFound, ServeError
@@ -630,7 +630,7 @@ class ConsoleAPI:
             headers={
                 "Content-Type": "text/event-stream; charset=utf-8",
                 "X-Accel-Buffering": "no",
-                "x-request-id": request["request_id"],
+                "x-request-id": request_id(request),
                 **NO_CACHE_HEADERS,
             }
         )

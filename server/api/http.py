@@ -22,6 +22,8 @@ NO_CACHE_HEADERS = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The per-request UUID: the x-request-id header and the handler's request id (spec §0.3).
+REQUEST_ID = web.RequestKey("request_id", str)
 # Told the status of every response a listener writes (the Requests2XX/4XX/5XX metrics).
 STATUS_HOOK = web.AppKey("status_hook", Callable[[int], None])
 
@@ -40,13 +42,13 @@ def error_response(error: ServeError) -> web.Response:
 
 
 def request_id(request: web.Request) -> str:
-    return request["request_id"]
+    return request[REQUEST_ID]
 
 
 @web.middleware
 async def torchserve_conventions(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request ids, cache headers, JSON errors, ``connection: close`` on every status >= 400."""
-    request["request_id"] = str(uuid.uuid4())
+    request[REQUEST_ID] = str(uuid.uuid4())
     try:
         response = await handler(request)
     except ServeError as exc:
@@ -68,7 +70,7 @@ async def torchserve_conventions(request: web.Request, handler: Handler) -> web.
     if hook is not None:
         hook(response.status)
     if not response.prepared:
-        response.headers["x-request-id"] = request["request_id"]
+        response.headers["x-request-id"] = request[REQUEST_ID]
         for key, value in NO_CACHE_HEADERS.items():
             response.headers.setdefault(key, value)
         if response.status >= 400:
