@@ -75,7 +75,7 @@ def _console(argv: Sequence[str]) -> int:
     p.add_argument("--read-only", action="store_true", help="hide every action that changes the server")
     p.add_argument(
         "--no-start", dest="offer_start", action="store_false",
-        help="never offer to start a local server when none answers",
+        help="do not offer on its own to start a local server when none answers (c still starts one)",
     )  # fmt: skip
     args = p.parse_args(argv)
     from tsconsole.app import run
