@@ -9,9 +9,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.validation import Integer
 from textual.widgets import Button, Checkbox, Input, Label
+
+from tsconsole.widgets.form_modal import FormModal
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class RegisterRequest:
         }
 
 
-class RegisterModal(ModalScreen[RegisterRequest | None]):
+class RegisterModal(FormModal[RegisterRequest]):
     DEFAULT_CSS = """
     RegisterModal {
         align: center middle;
@@ -95,14 +96,6 @@ class RegisterModal(ModalScreen[RegisterRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one("#url", Input).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(None)
 
     @on(Button.Pressed, "#register")
     @on(Input.Submitted)

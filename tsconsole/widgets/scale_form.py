@@ -9,9 +9,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.validation import Integer
 from textual.widgets import Button, Checkbox, Input, Label
+
+from tsconsole.widgets.form_modal import FormModal
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ScaleRequest:
     synchronous: bool = True
 
 
-class ScaleModal(ModalScreen[ScaleRequest | None]):
+class ScaleModal(FormModal[ScaleRequest]):
     DEFAULT_CSS = """
     ScaleModal {
         align: center middle;
@@ -84,14 +85,6 @@ class ScaleModal(ModalScreen[ScaleRequest | None]):
         field = self.query_one("#min", Input)
         field.focus()
         field.select_all()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(None)
 
     @on(Button.Pressed, "#scale")
     @on(Input.Submitted)
