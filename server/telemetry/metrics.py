@@ -25,6 +25,18 @@ worker prints. A metric that is not declared is silently not recorded, as in Tor
 (``1.0``, ``1.2345678E7``), histograms with the client's default buckets. prometheus-client's own
 ``generate_latest`` cannot do this (it appends ``_total`` to every counter family and sorts labels), so the
 families are collected from the registry and written by `exposition_004`.
+
+tsconsole's addition (``prometheus`` mode only; not in ``log`` or ``legacy`` mode): one family TorchServe does
+not have, `LATENCY_HISTOGRAM` ``tsconsole_inference_latency_seconds``, a histogram of the end-to-end latency
+of each answered prediction in seconds, with the labels and label values of ``ts_inference_requests_total``
+(``model_name``, ``model_version`` as in the URL or ``default``, ``hostname``) and buckets suited to inference
+(`LATENCY_BUCKETS`, +Inf added). TorchServe only exports the latency *sum*; from this family a client can
+compute percentiles (the console shows p50/p99 per model version). It is written in the same format
+(``_bucket{...,le="0.005",}``, ``_count``, ``_sum``), after TorchServe's families, can be selected with
+``name[]=`` (its name or its ``_bucket`` / ``_count`` / ``_sum`` names), and appears only once a prediction
+was answered, so an idle server's page is TorchServe's exactly. It is not in `ServerMetrics.prometheus_names`
+(TorchServe's families). TorchServe's own clients ignore a family they do not know. A ``metrics.yaml`` that
+declares a metric of that name keeps it (a warning is logged, and tsconsole's family is not added).
 """
 
 from __future__ import annotations
@@ -57,6 +69,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE_004",
     "DEFAULT_METRICS_YAML",
+    "LATENCY_BUCKETS",
+    "LATENCY_HISTOGRAM",
     "BackendMetric",
     "MetricMode",
     "MetricSpec",
@@ -80,6 +94,11 @@ LEGACY_METRICS = frozenset(
 )
 HISTOGRAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 """simpleclient's default histogram buckets (+Inf is added)."""
+LATENCY_HISTOGRAM = "tsconsole_inference_latency_seconds"
+"""tsconsole's own family: each answered prediction's latency, in seconds (see the module docstring)."""
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""`LATENCY_HISTOGRAM`'s bucket upper bounds in seconds (+Inf is added): 1 ms to a minute."""
+LATENCY_HELP = "tsconsole addition, not a TorchServe metric: latency of each answered inference request in seconds"
 KINDS = ("counter", "gauge", "histogram")
 
 DEFAULT_METRICS_YAML = """\
@@ -353,11 +372,17 @@ class _Sink(Protocol):
 
 
 class _Family:
-    """One Prometheus family: the value of each child (label values → value), thread-safe."""
+    """One Prometheus family: the value of each child (label values → value), thread-safe.
 
-    def __init__(self, spec: MetricSpec) -> None:
+    A histogram counts into ``buckets`` (upper bounds, ascending; +Inf is added).
+    """
+
+    def __init__(
+        self, spec: MetricSpec, *, buckets: Sequence[float] = HISTOGRAM_BUCKETS, help: str | None = None
+    ) -> None:
         self.spec = spec
-        self.help = f"Torchserve prometheus {spec.kind} metric with unit: {spec.unit}"
+        self.help = help if help is not None else f"Torchserve prometheus {spec.kind} metric with unit: {spec.unit}"
+        self.buckets = tuple(buckets)
         self._lock = threading.Lock()
         self._values: dict[tuple[str, ...], float] = {}
         self._histograms: dict[tuple[str, ...], list[float]] = {}  # bucket counts..., count, sum
@@ -374,8 +399,8 @@ class _Family:
             elif self.spec.kind == "gauge":
                 self._values[key] = value
             else:
-                state = self._histograms.setdefault(key, [0.0] * (len(HISTOGRAM_BUCKETS) + 2))
-                for i, bound in enumerate(HISTOGRAM_BUCKETS):
+                state = self._histograms.setdefault(key, [0.0] * (len(self.buckets) + 2))
+                for i, bound in enumerate(self.buckets):
                     if value <= bound:
                         state[i] += 1
                 state[-2] += 1
@@ -383,6 +408,10 @@ class _Family:
 
     def backend(self, values: Sequence[str], request_id: str | None, value: float) -> None:
         self.frontend(values, value)
+
+    def has_samples(self) -> bool:
+        with self._lock:
+            return bool(self._values or self._histograms)
 
     def collect(self) -> Metric:
         spec = self.spec
@@ -394,7 +423,7 @@ class _Family:
             family.add_sample(spec.name, dict(zip(spec.dimensions, key, strict=True)), value)
         for key, state in histograms:
             labels = dict(zip(spec.dimensions, key, strict=True))
-            for bound, count in zip(HISTOGRAM_BUCKETS, state, strict=False):
+            for bound, count in zip(self.buckets, state, strict=False):
                 family.add_sample(f"{spec.name}_bucket", {**labels, "le": _go_double(bound)}, count)
             family.add_sample(f"{spec.name}_bucket", {**labels, "le": "+Inf"}, state[-2])
             family.add_sample(f"{spec.name}_count", labels, state[-2])
@@ -446,6 +475,18 @@ class _RegistryCollector(Collector):
             families = list(self._families.values())
         for family in families:
             yield family.collect()
+
+
+class _AddedCollector(Collector):
+    """tsconsole's own families (`LATENCY_HISTOGRAM`), after TorchServe's, each once it has a sample."""
+
+    def __init__(self) -> None:
+        self.families: list[_Family] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.families:
+            if family.has_samples():
+                yield family.collect()
 
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -512,6 +553,9 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._collector = _RegistryCollector()
         self.registry.register(self._collector)
+        self._added = _AddedCollector()
+        self.registry.register(self._added)
+        self._latency: _Family | None = None  # tsconsole's LATENCY_HISTOGRAM (prometheus mode)
         self._frontend: dict[str, _Sink] = {}
         self._backend: dict[str, _Sink] = {}
         self._rejected: set[str] = set()  # auto-detected names that could not be registered (logged once)
@@ -537,6 +581,7 @@ class ServerMetrics:
             self._add(self._frontend, spec)
         for spec in self.config.model_metrics:
             self._add(self._backend, spec)
+        self._add_latency_histogram()
 
     @staticmethod
     def _interval(value: str | None) -> float:
@@ -551,6 +596,18 @@ class ServerMetrics:
             return DEFAULT_INTERVAL_S
         return interval
 
+    def _add_latency_histogram(self) -> None:
+        """tsconsole's `LATENCY_HISTOGRAM`, in prometheus mode only (see the module docstring)."""
+        if self.mode is not MetricMode.PROMETHEUS:
+            return
+        if LATENCY_HISTOGRAM in self._collector.names():
+            log.warning("The metrics configuration declares %s: tsconsole's own family is not added", LATENCY_HISTOGRAM)
+            return
+        spec = MetricSpec(LATENCY_HISTOGRAM, "Seconds", ("model_name", "model_version", "hostname"), "histogram")
+        family = _Family(spec, buckets=LATENCY_BUCKETS, help=LATENCY_HELP)
+        self._added.families.append(family)
+        self._latency = family
+
     def _add(self, sinks: dict[str, _Sink], spec: MetricSpec) -> _Sink | None:
         """Build a declared (or auto-detected) metric as TorchServe's ``MetricBuilder`` does."""
         if self.mode is MetricMode.LOG or (self.mode is MetricMode.LEGACY and spec.name not in LEGACY_METRICS):
@@ -564,6 +621,9 @@ class ServerMetrics:
                 log.error("Cannot register the Prometheus metric %s with labels %s", spec.name, list(spec.dimensions))
                 return None
             family = _Family(spec)
+            if self._latency is not None and spec.name == LATENCY_HISTOGRAM:  # an auto-detected worker metric
+                log.error("Cannot register the Prometheus metric %s: the name is already registered", spec.name)
+                return None
             if not self._collector.add(family):
                 log.error("Cannot register the Prometheus metric %s: the name is already registered", spec.name)
                 return None
@@ -597,10 +657,18 @@ class ServerMetrics:
         self._front("ts_inference_requests_total", (model, version_label, self.hostname), 1.0)
 
     def inference(self, model: str, version_label: str, latency_us: float, queue_us: float) -> None:
-        """A prediction was answered: its end-to-end and queue latencies, accumulated (microseconds)."""
+        """A prediction was answered: its end-to-end and queue latencies, accumulated (microseconds).
+
+        In prometheus mode the latency is also observed, in seconds, by tsconsole's `LATENCY_HISTOGRAM`.
+        """
         values = (model, version_label, self.hostname)
         self._front("ts_inference_latency_microseconds", values, latency_us)
         self._front("ts_queue_latency_microseconds", values, queue_us)
+        if self._latency is not None:
+            try:
+                self._latency.frontend(values, latency_us / 1_000_000)
+            except Exception as exc:
+                log.error("Failed to update frontend metric %s: %s", LATENCY_HISTOGRAM, exc)
 
     def queue_time(self, ms: float) -> None:
         """``QueueTime``: how long one job waited in its model's queue."""
@@ -701,7 +769,7 @@ class ServerMetrics:
 
     @property
     def prometheus_names(self) -> list[str]:
-        """The families /metrics shows, in order."""
+        """TorchServe's families /metrics shows, in order (tsconsole's `LATENCY_HISTOGRAM` comes after them)."""
         return self._collector.names()
 
     def render(self, names: Sequence[str] | None = None) -> bytes:

@@ -307,7 +307,7 @@ def test_the_model_api_rule_and_a_quick_stop_with_an_open_stream(tmp_path: Path)
                 return elapsed
 
         elapsed = run(main())
-        assert elapsed < 5, elapsed
+        assert elapsed < 15, elapsed  # an open stream used to hold the stop for ~35 s
         assert server.proc.returncode == 0
         assert store_listing_of(store) == []
     finally:

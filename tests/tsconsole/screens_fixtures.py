@@ -68,16 +68,16 @@ def describe(name: str, version: str, workers: int, *, minimum: int = 1, queue: 
 
 def models_snapshot() -> ModelsSnapshot:
     rows = [
-        (describe("digits", "1.0", 2), "1.0", 12.5, 3.2),
-        (describe("digits", "2.0", 1), "1.0", 0.0, None),
-        (describe("resnet", "1.0", 0, minimum=0), "1.0", 0.0, None),
-        (describe("bert", "3.1", 1, queue=4), "3.1", 40.0, 18.75),
+        (describe("digits", "1.0", 2), "1.0", 12.5, 3.2, 2.9, 7.4),
+        (describe("digits", "2.0", 1), "1.0", 0.0, None, None, None),
+        (describe("resnet", "1.0", 0, minimum=0), "1.0", 0.0, None, None, None),
+        (describe("bert", "3.1", 1, queue=4), "3.1", 40.0, 18.75, 16.1, 41.0),
     ]
     models = tuple(
-        dataclasses.replace(model_version(entry, default), requests_per_s=rps, latency_ms=ms)
-        for entry, default, rps, ms in rows
+        dataclasses.replace(model_version(entry, default), requests_per_s=rps, latency_ms=ms, p50_ms=p50, p99_ms=p99)
+        for entry, default, rps, ms, p50, p99 in rows
     )
-    return ModelsSnapshot(models, metrics_available=True, taken=0.0)
+    return ModelsSnapshot(models, metrics_available=True, taken=0.0, latency_histogram=True)
 
 
 def system_snapshot(step: int) -> SystemSnapshot:

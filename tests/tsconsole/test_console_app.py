@@ -38,6 +38,18 @@ def has_row(app: ConsoleApp, key: str, selector: str = "#models") -> bool:
     return key in table(app, selector).keys
 
 
+def header_of(app: ConsoleApp, selector: str = "#models") -> list[str]:
+    return [str(c.label) for c in table(app, selector).columns.values()]
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 async def test_dashboard_lists_models_with_rates_and_keeps_the_cursor(console_server: ForegroundServer) -> None:
     app = console(console_server)
     async with app.run_test(size=SIZE) as pilot:
@@ -47,17 +59,15 @@ async def test_dashboard_lists_models_with_rates_and_keeps_the_cursor(console_se
         assert cell(app, "echo/1.0", "status") == "READY"
         assert cell(app, "echo/1.0", "batch") == "8"
         assert cell(app, "echo/1.0", "queue") == "0"
-        header = [str(c.label) for c in table(app).columns.values()]
-        assert "Latency avg ms" in header  # an average, honestly labelled: the server has no histogram
-        assert "Req/s" in header
+        assert "Req/s" in header_of(app)
 
-        # traffic shows up as requests/s and an average latency on a later refresh
+        # traffic shows up as requests/s and latency percentiles on a later refresh
         async with httpx.AsyncClient(timeout=60) as client:
             for _ in range(3):
                 r = await client.post(f"{console_server.inference}/predictions/echo", json={"x": 1})
                 assert r.status_code == 200, r.text
         await wait_for(pilot, lambda: cell(app, "echo/1.0", "rps") not in ("–", "0.0"), what="a request rate")
-        assert cell(app, "echo/1.0", "latency") != "–"
+        assert "p50 ms" in header_of(app)  # this server (prometheus mode) exports tsconsole's latency histogram
 
         # the cursor stays on the row the user chose across refreshes
         models = table(app)
@@ -81,6 +91,75 @@ async def test_dashboard_lists_models_with_rates_and_keeps_the_cursor(console_se
         assert app.pollers["models"].paused and "paused" in app.sub_title
         await pilot.press("p")
         assert not app.pollers["models"].paused
+
+
+async def test_dashboard_shows_p50_p99_from_the_servers_latency_histogram(console_server: ForegroundServer) -> None:
+    app = console(console_server)
+    async with app.run_test(size=SIZE) as pilot:
+
+        def p50() -> str:
+            return cell(app, "echo/1.0", "p50") if "p50 ms" in header_of(app) else "–"
+
+        await wait_for(pilot, lambda: has_row(app, "echo/1.0"), what="echo's row")
+        await wait_for(pilot, lambda: cell(app, "echo/1.0", "workers") == "1/1", what="echo's worker")
+        async with httpx.AsyncClient(timeout=60) as client:
+            for i in range(8):
+                r = await client.post(f"{console_server.inference}/predictions/echo", json={"x": i})
+                assert r.status_code == 200, r.text
+        await wait_for(pilot, lambda: is_number(p50()), what="a numeric p50")
+        assert header_of(app)[-3:] == ["Req/s", "p50 ms", "p99 ms"]
+        p99 = cell(app, "echo/1.0", "p99")
+        assert is_number(p99) and 0 < float(p50()) <= float(p99) < 60_000, (p50(), p99)
+        note = str(app.screen.query_one("#models-note", Static).content)
+        assert "p50/p99" in note and "average" not in note
+
+        # no request in the next interval: no percentile, not a stale one
+        await wait_for(pilot, lambda: p50() == "–", what="no p50 for an idle interval")
+        assert cell(app, "echo/1.0", "p99") == "–"
+        assert "p50 ms" in header_of(app)  # the columns stay
+
+
+async def test_the_latency_columns_follow_what_the_server_exports(unused_tcp_port: int) -> None:
+    """No histogram (a real TorchServe, legacy mode): the average; with one: p50/p99, the cursor kept."""
+    import dataclasses
+
+    from tsconsole.pollers import ModelsSnapshot, model_version
+    from tsconsole.screens.dashboard import LATENCY_NOTE, PERCENTILE_NOTE
+
+    url = f"http://127.0.0.1:{unused_tcp_port}"
+    app = ConsoleApp(Endpoints(url, url, url), offer_start=False)
+    entries = [{"modelName": n, "modelVersion": "1.0", "minWorkers": 1, "workers": []} for n in ("a", "b", "c")]
+    rows = tuple(
+        dataclasses.replace(model_version(e, "1.0"), requests_per_s=4.0, latency_ms=3.25, p50_ms=2.5, p99_ms=9.75)
+        for e in entries
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        app.workers.cancel_group(app, "pollers")
+        await pilot.pause()
+        note = app.screen.query_one("#models-note", Static)
+
+        app.models = ModelsSnapshot(rows, metrics_available=True)
+        await pilot.pause()
+        assert header_of(app)[-2:] == ["Req/s", "Latency avg ms"]
+        assert cell(app, "b/1.0", "latency") == "3.2" and LATENCY_NOTE in str(note.content)
+        assert table(app).select_key("b/1.0")
+
+        app.models = ModelsSnapshot(rows, metrics_available=True, latency_histogram=True)
+        await pilot.pause()
+        assert header_of(app)[-3:] == ["Req/s", "p50 ms", "p99 ms"]
+        assert (cell(app, "b/1.0", "p50"), cell(app, "b/1.0", "p99")) == ("2.5", "9.8")
+        assert table(app).keys == ["a/1.0", "b/1.0", "c/1.0"] and table(app).selected_key == "b/1.0"
+        assert PERCENTILE_NOTE in str(note.content)
+
+        idle = tuple(dataclasses.replace(m, p50_ms=None, p99_ms=None) for m in rows)
+        app.models = ModelsSnapshot(idle, metrics_available=True, latency_histogram=True)
+        await pilot.pause()
+        assert cell(app, "a/1.0", "p50") == "–" and cell(app, "a/1.0", "p99") == "–"
+
+        app.models = ModelsSnapshot(rows, metrics_available=True)
+        await pilot.pause()
+        assert "p50 ms" not in header_of(app) and cell(app, "c/1.0", "latency") == "3.2"
+        assert table(app).selected_key == "b/1.0"
 
 
 async def test_system_panel_without_gpu_says_why(console_server: ForegroundServer) -> None:

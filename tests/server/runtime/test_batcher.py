@@ -40,7 +40,7 @@ async def test_partial_batch_is_flushed_when_the_delay_expires() -> None:
     batch = await getter
     elapsed = loop.time() - start
     assert batch == [1, 2]
-    assert 0.19 <= elapsed < 0.6
+    assert 0.19 <= elapsed < 2  # the window (0.2 s) was waited for; the upper bound only catches a hang
 
 
 @pytest.mark.asyncio

@@ -14,6 +14,8 @@ from server.handlers.metrics import MetricRecord, MetricTypes
 from server.telemetry.logs import MODEL_METRICS, TS_METRICS
 from server.telemetry.metrics import (
     CONTENT_TYPE_004,
+    LATENCY_BUCKETS,
+    LATENCY_HISTOGRAM,
     MetricMode,
     MetricsConfig,
     java_double,
@@ -141,6 +143,103 @@ def test_histograms_have_the_java_client_buckets(tmp_path: Path, make_metrics) -
     assert list(families(metrics, ["LatencyHist_bucket"])) == ["LatencyHist"]
     hist = families(metrics)["LatencyHist"]
     assert hist.type == "histogram" and len(hist.samples) == 17
+
+
+# -- tsconsole's latency histogram ---------------------------------------------------------------------
+
+LATENCY_LES = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0",
+               "10.0", "30.0", "60.0", "+Inf"]  # fmt: skip
+
+
+def test_tsconsoles_latency_histogram_in_prometheus_mode(make_metrics) -> None:
+    metrics = make_metrics(metrics_mode="prometheus")
+    assert LATENCY_HISTOGRAM == "tsconsole_inference_latency_seconds" and len(LATENCY_BUCKETS) == 15
+    assert LATENCY_HISTOGRAM not in metrics.render().decode()  # no answer yet: TorchServe's page exactly
+    metrics.inference_request("resnet", "default")
+    metrics.inference("resnet", "default", 4_000.0, 10.0)  # 4 ms
+    metrics.inference("resnet", "default", 30_000.0, 10.0)  # 30 ms
+    metrics.inference("resnet", "default", 5_000.0, 10.0)  # 5 ms: a bound is inclusive (le)
+    metrics.inference("resnet", "default", 90_000_000.0, 10.0)  # 90 s: above the last bound, +Inf only
+    metrics.inference("resnet", "2.0", 250.0, 10.0)
+    assert metrics.prometheus_names == DEFAULT_FAMILIES  # TorchServe's families are unchanged
+
+    text = metrics.render().decode()
+    labels = 'model_name="resnet",model_version="default",hostname="test-host",'
+    head = (
+        f"# HELP {LATENCY_HISTOGRAM} tsconsole addition, not a TorchServe metric: latency of each answered"
+        f" inference request in seconds\n# TYPE {LATENCY_HISTOGRAM} histogram\n"
+        f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="0.001",}} 0.0\n'
+        f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="0.0025",}} 0.0\n'
+        f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="0.005",}} 2.0\n'
+        f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="0.01",}} 2.0\n'
+        f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="0.025",}} 2.0\n'
+        f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="0.05",}} 3.0\n'
+    )
+    assert head in text
+    assert text.index(head) > text.index("# TYPE PredictionTime gauge")  # after TorchServe's families
+    assert f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="60.0",}} 3.0\n' in text
+    assert f'{LATENCY_HISTOGRAM}_bucket{{{labels}le="+Inf",}} 4.0\n' in text
+    assert f"{LATENCY_HISTOGRAM}_count{{{labels}}} 4.0\n" in text
+    assert f"{LATENCY_HISTOGRAM}_sum{{{labels}}} 90.039\n" in text
+    # the TorchServe families are as before
+    assert f"ts_inference_latency_microseconds{{{labels}}} 9.0039E7\n" in text
+    assert f"ts_inference_requests_total{{{labels}}} 1.0\n" in text
+
+    # the round trip through prometheus-client's parser: one histogram family, every bucket, count and sum
+    family = families(metrics)[LATENCY_HISTOGRAM]
+    assert family.type == "histogram" and len(family.samples) == 2 * (len(LATENCY_LES) + 2)
+    default = [s for s in family.samples if s.labels["model_version"] == "default"]
+    assert [s.labels.get("le") for s in default if s.name.endswith("_bucket")] == LATENCY_LES
+    assert {s.name for s in default} == {f"{LATENCY_HISTOGRAM}_{part}" for part in ("bucket", "count", "sum")}
+    assert value(metrics, f"{LATENCY_HISTOGRAM}_bucket", model_name="resnet", model_version="2.0",
+                 hostname=HOST, le="0.001") == 1  # fmt: skip
+    assert value(metrics, f"{LATENCY_HISTOGRAM}_sum", model_name="resnet", model_version="default",
+                 hostname=HOST) == pytest.approx(90.039)  # fmt: skip
+
+    # name[]= selects it by any of its names, and only it
+    for name in (LATENCY_HISTOGRAM, *(f"{LATENCY_HISTOGRAM}_{part}" for part in ("bucket", "count", "sum"))):
+        assert list(families(metrics, [name])) == [LATENCY_HISTOGRAM]
+    assert list(families(metrics, ["ts_inference_requests_total", LATENCY_HISTOGRAM])) == [
+        "ts_inference_requests",
+        LATENCY_HISTOGRAM,
+    ]
+    assert LATENCY_HISTOGRAM not in metrics.render(["ts_inference_latency_microseconds"]).decode()
+
+
+@pytest.mark.parametrize("mode", ["log", "legacy"])
+def test_no_latency_histogram_outside_prometheus_mode(make_metrics, caplog, mode: str) -> None:
+    caplog.set_level(logging.INFO)
+    metrics = make_metrics(metrics_mode=mode)
+    metrics.inference("m", "1.0", 100.0, 20.0)
+    assert LATENCY_HISTOGRAM not in metrics.render().decode()
+    assert LATENCY_HISTOGRAM not in caplog.text
+    if mode == "log":
+        assert metrics.render() == b""
+        assert lines_of(caplog, TS_METRICS) == [
+            "ts_inference_latency_microseconds.Microseconds:100.0|#model_name:m,model_version:1.0"
+            "|#hostname:test-host,timestamp:<ts>",
+            "ts_queue_latency_microseconds.Microseconds:20.0|#model_name:m,model_version:1.0"
+            "|#hostname:test-host,timestamp:<ts>",
+        ]
+
+
+def test_a_declared_metric_of_the_histograms_name_wins(tmp_path: Path, make_metrics, caplog) -> None:
+    config = tmp_path / "metrics.yaml"
+    config.write_text(f"ts_metrics:\n  counter:\n    - name: {LATENCY_HISTOGRAM}\n      unit: Count\n")
+    metrics = make_metrics(metrics_mode="prometheus", metrics_config=config)
+    metrics.inference("m", "1.0", 100.0, 20.0)
+    assert "tsconsole's own family is not added" in caplog.text
+    assert metrics.render().decode() == (
+        f"# HELP {LATENCY_HISTOGRAM} Torchserve prometheus counter metric with unit: Count\n"
+        f"# TYPE {LATENCY_HISTOGRAM} counter\n"
+    )
+    # a worker's metric of that name cannot take it either (auto-detection)
+    metrics = make_metrics(metrics_mode="prometheus", model_metrics_auto_detect="true")
+    metrics.backend_line(f"[METRICS]{LATENCY_HISTOGRAM}.s:1|#Level:Model|#type:GAUGE|#hostname:w,1,r")
+    assert f"Cannot register the Prometheus metric {LATENCY_HISTOGRAM}" in caplog.text
+    metrics.inference("m", "1.0", 100.0, 20.0)
+    assert list(families(metrics, [LATENCY_HISTOGRAM])) == [LATENCY_HISTOGRAM]
+    assert families(metrics, [LATENCY_HISTOGRAM])[LATENCY_HISTOGRAM].type == "histogram"
 
 
 # -- modes ---------------------------------------------------------------------------------------------
