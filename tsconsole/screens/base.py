@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Input
 
 from tsconsole.widgets.banner import Banner
+from tsconsole.widgets.keyed_table import KeyedTable
 
 
 class ConsoleScreen(Screen[None]):
@@ -36,3 +38,33 @@ class ConsoleScreen(Screen[None]):
     @property
     def client(self) -> Any:
         return self.app.client  # type: ignore[attr-defined]
+
+
+class FilteredTableScreen(ConsoleScreen):
+    """A screen whose ``#models`` table a ``#filter`` input narrows down (``/`` to type, ``escape`` to clear).
+
+    Subclasses compose both widgets and redraw in `refilter`.
+    """
+
+    def refilter(self) -> None:
+        raise NotImplementedError
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        if field.value:
+            field.value = ""
+        field.display = False
+        self.query_one("#models", KeyedTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self) -> None:
+        self.refilter()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#models", KeyedTable).focus()

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tsconsole.formatting import DASH, millis, percent, rate, size
 from tsconsole.pollers import ModelsSnapshot, ModelVersion, SystemSnapshot, row_key
-from tsconsole.screens.base import ConsoleScreen
+from tsconsole.screens.base import FilteredTableScreen
 from tsconsole.widgets.keyed_table import Cell, KeyedTable
 from tsconsole.widgets.system_panel import NEEDS_TSCONSOLE, SystemPanel
 
@@ -98,7 +98,7 @@ class ModelsTable(KeyedTable):
         return True
 
 
-class DashboardScreen(ConsoleScreen):
+class DashboardScreen(FilteredTableScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="dashboard.filter", tooltip="Show only models matching a text"),
         Binding("escape", "clear_filter", "Clear filter", id="dashboard.clear_filter", show=False,
@@ -170,26 +170,9 @@ class DashboardScreen(ConsoleScreen):
 
     # ---- actions --------------------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
-
-    def action_clear_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        if field.value:
-            field.value = ""
-        field.display = False
-        self.query_one("#models", KeyedTable).focus()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self) -> None:
+    def refilter(self) -> None:
         self._show_models(self.app.models)  # type: ignore[attr-defined]
         self._show_system(self.app.system)  # type: ignore[attr-defined]
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.query_one("#models", KeyedTable).focus()
 
     def action_open_model(self) -> None:
         key = self.query_one("#models", KeyedTable).selected_key

@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Input, Static
 from tsconsole.formatting import size
 from tsconsole.messages import ServerAnswered, ServerError
 from tsconsole.pollers import ModelsSnapshot, ModelVersion
-from tsconsole.screens.base import ConsoleScreen
+from tsconsole.screens.base import FilteredTableScreen
 from tsconsole.screens.dashboard import STATUS_STYLE, matches
 from tsconsole.widgets.confirm import ConfirmModal
 from tsconsole.widgets.keyed_table import Cell, KeyedTable
@@ -85,7 +85,7 @@ def describe_text(m: ModelVersion) -> Text:
     return text
 
 
-class ModelsScreen(ConsoleScreen):
+class ModelsScreen(FilteredTableScreen):
     MUTATING: ClassVar[frozenset[str]] = frozenset({"register", "scale", "set_default", "unregister"})
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -170,24 +170,8 @@ class ModelsScreen(ConsoleScreen):
 
     # ---- filter ---------------------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
-
-    def action_clear_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        field.value = ""
-        field.display = False
-        self.query_one("#models", KeyedTable).focus()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self) -> None:
+    def refilter(self) -> None:
         self._show_models(self.snapshot)
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.query_one("#models", KeyedTable).focus()
 
     # ---- actions --------------------------------------------------------------------------------
 
