@@ -220,6 +220,31 @@ def _set_default(argv: Sequence[str]) -> int:
     return _print_status(*_call(args, lambda c: c.set_default(args.model, args.version)))
 
 
+def _logs(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="tsconsole logs", description="Print a server log file's last lines, or follow it (-f), like tail."
+    )
+    p.add_argument("name", nargs="?", default="ts_log", help="ts_log (default), model_log, access_log, ts_metrics…")
+    p.add_argument("-n", "--lines", type=int, default=50, help="how many of the last lines (default 50)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    _address_flags(p)
+    args = p.parse_args(argv)
+
+    async def follow(client: Any) -> None:
+        async for line in client.follow_log(args.name, lines=args.lines):
+            print(line, flush=True)
+
+    if not args.follow:
+        code, lines = _call(args, lambda c: c.log_tail(args.name, args.lines))
+        if code == 0:
+            print("\n".join(lines))
+        return code
+    try:
+        return _call(args, follow)[0]
+    except KeyboardInterrupt:
+        return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "console": (_console, "open the terminal console (the default; --read-only, --management URL…)"),
     "serve": (_serve, "run the model server in the foreground (torchserve flags; Ctrl-C stops it)"),
@@ -233,6 +258,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "scale": (_scale, "scale a model's workers: MODEL MIN [MAX] [--version --sync]"),
     "unregister": (_unregister, "unregister a model: MODEL [--version]"),
     "set-default": (_set_default, "set a model's default version: MODEL VERSION"),
+    "logs": (_logs, "print or follow (-f) a server log: [NAME] [-n LINES]"),
 }
 
 

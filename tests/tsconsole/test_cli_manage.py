@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.e2e.conftest import ForegroundServer, free_port
@@ -83,3 +84,41 @@ def test_console_help_lists_the_console_flags(tmp_path: Path) -> None:
     r = tsconsole("--help", cwd=tmp_path)
     for command in ("models", "register", "scale", "unregister", "set-default"):
         assert command in r.stdout
+
+
+def test_logs_from_the_shell(console_server: ForegroundServer, tmp_path: Path) -> None:
+    import httpx
+
+    mgmt = ["--management", console_server.urls["management"]]
+    marker = "/predictions/no-such-model-for-the-logs-test"
+    httpx.post(console_server.inference + marker, content=b"x", timeout=30)
+    tail = tsconsole("logs", "access_log", "-n", "200", *mgmt, cwd=tmp_path)
+    assert tail.returncode == 0, tail.stderr
+    assert f'"POST {marker} HTTP/1.1" 404' in tail.stdout
+
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "tsconsole", "logs", "access_log", "-f", "-n", "0", *mgmt],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stop = threading.Event()
+
+    def keep_requesting() -> None:  # the follower may subscribe after any one request: keep sending
+        while not stop.wait(0.3):
+            httpx.post(f"{console_server.inference}{marker}-followed", content=b"x", timeout=30)
+
+    sender = threading.Thread(target=keep_requesting, daemon=True)
+    sender.start()
+    try:
+        assert follow.stdout is not None
+        line = ""
+        while f"{marker}-followed" not in line:
+            line = follow.stdout.readline()
+            assert line, "the follower ended without showing the request"
+    finally:
+        stop.set()
+        follow.terminate()
+        follow.wait(timeout=30)
+        sender.join(timeout=30)
+
+    missing = tsconsole("logs", "no_such_log", *mgmt, cwd=tmp_path)
+    assert missing.returncode == 1 and "no_such_log" in missing.stderr
