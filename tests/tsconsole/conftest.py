@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ForegroundServer, make_echo_store
+from tsconsole.client import Client, Endpoints
 
 # models loaded at startup; each test changes only its own
 STARTUP_MODELS = ("echo", "scaleme", "dropme", "palette")
@@ -35,7 +36,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Foregro
     assert server.stop() == 0
 
 
-async def wait_for(pilot, condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
+async def wait_for(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
     """Let the app run until ``condition()`` holds (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -66,3 +67,18 @@ async def workers_of(server: ForegroundServer, model: str) -> int | None:
 
 def store_of(server: ForegroundServer) -> Path:
     return server.store  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
+    """A server of one module's own, with the echo model loaded (for screen tests that need little)."""
+    cwd = tmp_path_factory.mktemp("echo-server")
+    (cwd / "store").mkdir()
+    make_echo_store(cwd / "store")
+    srv = ForegroundServer(cwd, ["--model-store", "store", "--ncs", "--enable-model-api", "--models", "echo=echo.mar"])
+    yield srv
+    srv.stop()
+
+
+def client_for(server: ForegroundServer) -> Client:
+    return Client(Endpoints(server.urls["inference"], server.urls["management"], server.urls["metrics"]))

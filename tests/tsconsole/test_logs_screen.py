@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -17,8 +16,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, Select, Static
 
-from tests.e2e.conftest import ForegroundServer, make_echo_store
-from tsconsole.client import Client, Endpoints
+from tests.e2e.conftest import ForegroundServer
+from tests.tsconsole.conftest import client_for
+from tests.tsconsole.conftest import wait_for as until
+from tsconsole.client import Client
 from tsconsole.screens.logs import LogsScreen
 from tsconsole.widgets.log_view import LEVEL_RANK, LogHighlighter, LogView, line_level, merge_by_time
 
@@ -48,14 +49,6 @@ class ScreenApp(App[None]):
 
     def action_ping(self) -> None:
         self.pinged_at = time.monotonic()
-
-
-async def until(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        await pilot.pause(0.05)
 
 
 class LagMonitor:
@@ -88,17 +81,8 @@ async def key_latency(pilot, app: ScreenApp) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
-    cwd = tmp_path_factory.mktemp("logs-server")
-    (cwd / "store").mkdir()
-    make_echo_store(cwd / "store")
-    srv = ForegroundServer(cwd, ["--model-store", "store", "--ncs", "--models", "echo=echo.mar"])
-    yield srv
-    srv.stop()
-
-
-def client_for(server: ForegroundServer) -> Client:
-    return Client(Endpoints(server.urls["inference"], server.urls["management"], server.urls["metrics"]))
+def server(echo_server: ForegroundServer) -> ForegroundServer:
+    return echo_server
 
 
 @pytest.mark.asyncio

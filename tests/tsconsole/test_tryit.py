@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,10 @@ from textual.app import App
 from textual.screen import Screen
 from textual.widgets import Select, Static, TextArea
 
-from tests.e2e.conftest import ForegroundServer, make_echo_store
-from tsconsole.client import Client, Endpoints, Prediction
+from tests.e2e.conftest import ForegroundServer
+from tests.tsconsole.conftest import client_for
+from tests.tsconsole.conftest import wait_for as until
+from tsconsole.client import Client, Prediction
 from tsconsole.screens.tryit import TryItScreen, describe_body, error_text, request_body
 from tsconsole.widgets.path_input import PathInput
 
@@ -32,26 +32,9 @@ class ScreenApp(App[None]):
         self.push_screen(self.first_screen)
 
 
-async def until(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        await pilot.pause(0.05)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
-    cwd = tmp_path_factory.mktemp("tryit-server")
-    (cwd / "store").mkdir()
-    make_echo_store(cwd / "store")
-    srv = ForegroundServer(cwd, ["--model-store", "store", "--ncs", "--models", "echo=echo.mar"])
-    yield srv
-    srv.stop()
-
-
-def client_for(server: ForegroundServer) -> Client:
-    return Client(Endpoints(server.urls["inference"], server.urls["management"], server.urls["metrics"]))
+def server(echo_server: ForegroundServer) -> ForegroundServer:
+    return echo_server
 
 
 def meta(screen: TryItScreen) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Input, ProgressBar, Static
 
 from tests.e2e.conftest import DIGITS, ForegroundServer
+from tests.tsconsole.conftest import client_for
+from tests.tsconsole.conftest import wait_for as until
 from tsconsole.client import ApiError, Client, Endpoints
 from tsconsole.messages import ServerAnswered, ServerError
 from tsconsole.screens.tryit import TryItScreen
@@ -46,15 +47,6 @@ class ScreenApp(App[None]):
         self.hub.append(message)
 
 
-async def until(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    """Poll (letting the app run) until ``condition()`` is true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or condition}")
-        await pilot.pause(0.05)
-
-
 def text(widget: Static) -> str:
     return str(widget.content)
 
@@ -74,10 +66,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServe
     srv = ForegroundServer(cwd, ["--model-store", "store", "--ncs", "--enable-model-api"])
     yield srv
     srv.stop()
-
-
-def client_for(server: ForegroundServer) -> Client:
-    return Client(Endpoints(server.urls["inference"], server.urls["management"], server.urls["metrics"]))
 
 
 async def test_drop_build_upload_register_and_predict(server: ForegroundServer, tmp_path: Path) -> None:
