@@ -21,7 +21,7 @@ from archiver.errors import ArchiverError
 from archiver.extract import extract_archive
 from archiver.manifest import RUNTIMES, ModelManifest
 from archiver.mar import ModelArchiveConfig, build_model_archive
-from archiver.progress import terminal_progress
+from archiver.progress import human_size, terminal_progress
 from archiver.reader import ArchiveInfo, inspect_archive
 from archiver.workflow import WorkflowArchiveConfig, build_workflow_archive
 
@@ -75,21 +75,13 @@ def workflow_parser(prog: str = "tsconsole archive workflow") -> argparse.Argume
     return p
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return ""  # pragma: no cover
-
-
 def describe(info: ArchiveInfo) -> str:
     """The human-readable --inspect report."""
     m = info.manifest
     fmt = {"zip": "ZIP", "tgz": "tar.gz", "directory": "folder"}[info.format]
     lines = [
-        f"Archive     {info.path}  ({fmt}, {_size(info.packed_bytes)} packed, "
-        f"{_size(info.unpacked_bytes)} unpacked, {len(info.files)} files)"
+        f"Archive     {info.path}  ({fmt}, {human_size(info.packed_bytes)} packed, "
+        f"{human_size(info.unpacked_bytes)} unpacked, {len(info.files)} files)"
     ]
     if isinstance(m, ModelManifest):
         handler = m.handler + (" (built-in)" if m.handler_is_builtin else "")
@@ -111,9 +103,9 @@ def describe(info: ArchiveInfo) -> str:
     lines.append("")
     lines.append(f"{'size':>12}  {'packed':>12}  name")
     for e in info.files:
-        packed = "" if e.packed is None else _size(e.packed)
+        packed = "" if e.packed is None else human_size(e.packed)
         suffix = f" -> {e.target}" if e.target else ""
-        lines.append(f"{_size(e.size):>12}  {packed:>12}  {e.name}{suffix}")
+        lines.append(f"{human_size(e.size):>12}  {packed:>12}  {e.name}{suffix}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,8 @@ ProgressCallback = Callable[[int], None]
 SHOW_ABOVE_BYTES = 4 * 1024 * 1024
 
 
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
+    """``512 B``, ``1.5 KB``, ``108.3 MB``."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -50,7 +51,7 @@ class TerminalProgress:
         bar = "#" * filled + "." * (self.width - filled)
         self.stream.write(
             f"\r{self.label} [{bar}] {frac * 100:3.0f}%  "
-            f"{_human(self.done)} / {_human(self.total)}  {_human(rate)}/s\x1b[K"
+            f"{human_size(self.done)} / {human_size(self.total)}  {human_size(rate)}/s\x1b[K"
         )
         self.stream.flush()
 

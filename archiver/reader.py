@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,9 @@ from archiver.limits import DEFAULT_LIMITS, Limits
 from archiver.members import FILE, Entry, corrupt_as_invalid, detect_format, walk_members
 
 
-def default_model_name(path: Path) -> str:
+def default_model_name(path: str | Path) -> str:
     """TorchServe's name for an archive without a manifest: file name less extension, non-word chars -> _."""
-    import re
-
-    stem = path.name
+    stem = Path(path).name
     for suffix in (".tar.gz", ".mar", ".war", ".model"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]

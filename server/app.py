@@ -29,7 +29,6 @@ from server.telemetry.metrics import ServerMetrics
 
 log = logging.getLogger("server.app")
 STARTED = "Model server started."
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ListenError(Exception):
@@ -37,12 +36,11 @@ class ListenError(Exception):
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The server's environment less ``blacklist_env_vars``, with this project importable."""
+    """The server's environment less ``blacklist_env_vars`` (the pool makes this project importable)."""
     env = dict(os.environ)
     pattern = settings.get("blacklist_env_vars")
     if pattern:
         env = {k: v for k, v in env.items() if not re.fullmatch(pattern, k)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env["TS_DECODE_INPUT_REQUEST"] = str(settings.decode_input_request).lower()
     return env
 

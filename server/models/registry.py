@@ -28,7 +28,7 @@ from server.errors import (
     ModelVersionNotFound,
     ServeError,
 )
-from server.models.store import ModelStore, default_name
+from server.models.store import ModelStore
 from server.runtime.messages import Request, Response
 from server.runtime.pool import ModelSpec, WorkerPool
 
@@ -235,8 +235,6 @@ class Registry:
         manifest = info.manifest
         if not isinstance(manifest, ModelManifest):
             raise InvalidModel(f"{archive.name} is a workflow archive, not a model archive")
-        if manifest.synthesized:
-            manifest = ModelManifest.synthesize(options.name or default_name(archive.name))
         name = options.name or manifest.model_name
         version = manifest.model_version
         config = _yaml_config(info)

@@ -58,15 +58,6 @@ async def download(url: str, target: Path) -> None:
         raise
 
 
-def default_name(file_name: str) -> str:
-    """TorchServe's default model name for a store entry: the name less extension, non-word chars -> ``_``."""
-    for suffix in ARCHIVE_SUFFIXES:
-        if file_name.endswith(suffix):
-            file_name = file_name[: -len(suffix)]
-            break
-    return re.sub(r"\W", "_", file_name)
-
-
 class ModelStore:
     def __init__(self, root: Path | None, work_dir: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         self.root = root

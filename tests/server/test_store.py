@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from archiver import ModelArchiveConfig, build_model_archive
+from archiver.reader import default_model_name as default_name
 from server.errors import InternalServerError, InvalidModel, ModelNotFound
-from server.models.store import ModelStore, default_name, file_name
+from server.models.store import ModelStore, file_name
 
 
 @pytest.fixture
