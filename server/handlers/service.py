@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from server.handlers.context import SERVER_VERSION, Context, RequestProcessor
-from server.handlers.envelopes import ENVELOPES, NOT_YET_SUPPORTED
+from server.handlers.envelopes import ENVELOPES
 from server.handlers.metrics import MetricsCache
 from server.handlers.responses import UnsupportedOutput, build_responses
 from server.handlers.util import get_yaml_config, import_model_dir_module, list_classes_from_module
@@ -280,8 +280,6 @@ class HandlerService:
     def _load(cls, msg: Load) -> HandlerService:
         _set_torch_threads()
         envelope_name = (msg.envelope or "").strip()
-        if envelope_name in NOT_YET_SUPPORTED:
-            raise LoadError(500, f"service_envelope {envelope_name!r} is not supported yet")
         if envelope_name and envelope_name not in ENVELOPES:
             raise LoadError(500, f"Unknown service_envelope {envelope_name!r}")
 

@@ -285,8 +285,8 @@ def test_initialize_failures(tmp_path: Path, raised: str, code: int, message: st
     assert (err.value.code, err.value.message) == (code, message)
 
 
-@pytest.mark.parametrize("envelope", ["kserve", "kservev2", "nonsense"])
-def test_unsupported_envelopes_are_refused(tmp_path: Path, envelope: str) -> None:
+@pytest.mark.parametrize("envelope", ["nonsense", "kservev3"])
+def test_unknown_envelopes_are_refused(tmp_path: Path, envelope: str) -> None:
     d = make_model_dir(tmp_path / "env", None, {"fn_handler.py": FUNCTION_HANDLER})
     with pytest.raises(LoadError) as err:
         HandlerService.load(load_msg(d, "fn_handler", envelope=envelope))
