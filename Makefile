@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt screenshots clean
+.PHONY: run test lint fmt screenshots protos clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ fmt: $(STAMP)
 # The README's pictures of the console: screenshots/<screen>.svg and .png, from the snapshot tests' fixed data.
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py
+
+# The gRPC messages and stubs under server/api/grpc/proto/, from the .proto files there (committed; run after editing one).
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache demo

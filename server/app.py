@@ -16,14 +16,22 @@ from pathlib import Path
 from aiohttp import web
 
 from server.api.console import ConsoleAPI
+from server.api.grpc.inference import InferenceServicer
+from server.api.grpc.management import ManagementServicer
+from server.api.grpc.oip import OpenInferenceServicer
+from server.api.grpc.server import GrpcServers
 from server.api.http import STATUS_HOOK, AccessLogger
 from server.api.inference import InferenceAPI
 from server.api.management import ManagementAPI
 from server.api.metrics import metrics_app
+from server.api.oip_rest import OpenInferenceREST
 from server.config import Address, Settings
+from server.models.control import ModelControl
+from server.models.dataplane import DataPlane
 from server.models.registry import Registry
 from server.models.snapshot import SnapshotWriter
 from server.models.store import ModelStore
+from server.oip.service import OpenInference
 from server.runtime.pool import ModelSpec, WorkerPool
 from server.telemetry.metrics import ServerMetrics
 
@@ -59,6 +67,13 @@ class ModelServer:
         self.registry.listeners.append(self.snapshots.write)
         self.runners: list[web.AppRunner] = []
         self.console = ConsoleAPI(self.registry, settings)  # the management listener's /console/... routes
+        # The core every front door calls: management rules, inference, the Open Inference Protocol.
+        self.control = ModelControl(self.registry, settings)
+        self.data = DataPlane(self.registry)
+        self.oip = OpenInference(self.data, self.control)
+        self.grpc = GrpcServers(
+            settings, InferenceServicer(self.data), ManagementServicer(self.control), OpenInferenceServicer(self.oip)
+        )
 
     def _pool_factory(self, env: dict[str, str]):
         def make(spec: ModelSpec, gpu_ids: list[int]) -> WorkerPool:
@@ -66,9 +81,10 @@ class ModelServer:
 
         return make
 
-    async def _listen(self, app: web.Application, address: Address, name: str) -> None:
+    async def _listen(self, app: web.Application, address: Address, name: str, *, cancel: bool = False) -> None:
+        """Serve ``app`` at ``address``; ``cancel``: a client that disconnects cancels its request's handler."""
         app[STATUS_HOOK] = self.metrics.http_response
-        runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False)
+        runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False, handler_cancellation=cancel)
         await runner.setup()
         self.runners.append(runner)
         site: web.BaseSite
@@ -89,14 +105,18 @@ class ModelServer:
         log.info("Model store: %s", s.model_store or "(none)")
         for key in s.unknown_keys:
             log.warning("config: unknown key %s is ignored", key)
-        inference = InferenceAPI(self.registry, startup_models=[])
-        management = ManagementAPI(self.registry, s, self.console)
+        inference = InferenceAPI(self.data, OpenInferenceREST(self.oip), startup_models=[])
+        management = ManagementAPI(self.control, self.console)
         if s.inference_address == s.management_address:
             raise ListenError("one address for both the inference and management APIs is not supported yet")
-        await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference")
+        await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference", cancel=True)
         await self._listen(management.app(s.max_request_size), s.management_address, "Management")
         if s.enable_metrics_api:
             await self._listen(metrics_app(self.metrics, s.max_request_size), s.metrics_address, "Metrics")
+        try:
+            await self.grpc.start()
+        except OSError as exc:
+            raise ListenError(str(exc)) from None
         self._collector = asyncio.create_task(self.metrics.run_system_collector())
         if s.model_snapshot is not None:
             log.info("Restoring %d models from snapshot %s", len(s.model_snapshot.get("models", {})), s.config_file)
@@ -110,6 +130,7 @@ class ModelServer:
     async def stop(self) -> None:
         log.info("Stopping the model server")
         await self.console.close()  # ends open log streams first: they would hold up the listeners' cleanup
+        await self.grpc.stop()
         for runner in self.runners:
             await runner.cleanup()
         self.runners.clear()

@@ -83,9 +83,9 @@ _VAR = re.compile(r"\$\$([A-Za-z_][A-Za-z0-9_]*)\$\$")
 
 @dataclass(frozen=True)
 class Address:
-    """A REST listener: ``http[s]://host[:port]`` or ``unix:/path``."""
+    """A listener: REST ``http[s]://host[:port]`` or ``unix:/path``; gRPC ``host:port`` (scheme "grpc")."""
 
-    scheme: str  # "http", "https" or "unix"
+    scheme: str  # "http", "https", "unix" or "grpc"
     host: str
     port: int
     path: str = ""  # the socket path for "unix"
@@ -94,8 +94,16 @@ class Address:
     def url(self) -> str:
         if self.scheme == "unix":
             return f"unix:{self.path}"
+        if self.scheme == "grpc":
+            return self.target
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def target(self) -> str:
+        """``host:port``, as gRPC clients and servers spell an address."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
 
 def parse_address(value: str, key: str) -> Address:
@@ -114,6 +122,17 @@ def parse_address(value: str, key: str) -> Address:
         if parts.scheme == "https":
             port = {"inference_address": 443, "management_address": 8444, "metrics_address": 8445}.get(key, 443)
     return Address(parts.scheme, parts.hostname, port)
+
+
+def grpc_address(props: Mapping[str, str], role: str) -> Address:
+    """``grpc_<role>_address`` (a host; empty means 127.0.0.1) and ``grpc_<role>_port`` (spec §4.1)."""
+    host = props.get(f"grpc_{role}_address", "").strip() or "127.0.0.1"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = _int(props, f"grpc_{role}_port")
+    if not 0 < port < 65536:
+        raise ConfigError(f"grpc_{role}_port: {port} is not a TCP port (1-65535)")
+    return Address("grpc", host, port)
 
 
 def _bool(value: str) -> bool:
@@ -176,6 +195,8 @@ class Settings:
     inference_address: Address
     management_address: Address
     metrics_address: Address
+    grpc_inference_address: Address
+    grpc_management_address: Address
     model_store: Path | None
     workflow_store: Path | None
     load_models: tuple[str, ...]
@@ -313,6 +334,8 @@ def _build(props: dict[str, str], cli: CliOptions, env: Mapping[str, str], confi
         inference_address=parse_address(props["inference_address"], "inference_address"),
         management_address=parse_address(props["management_address"], "management_address"),
         metrics_address=parse_address(props["metrics_address"], "metrics_address"),
+        grpc_inference_address=grpc_address(props, "inference"),
+        grpc_management_address=grpc_address(props, "management"),
         model_store=model_store,
         workflow_store=workflow_store,
         load_models=load_models,

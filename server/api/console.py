@@ -3,8 +3,9 @@
 The Textual console shows everything from the server's side, so a console on another machine sees the
 server's machine:
 
-- ``GET /console/system``: host CPU/memory/disk, per-GPU figures (``gpuStatus`` says why there are none)
-  and per-worker process figures (CPU %, RSS, GPU memory).
+- ``GET /console/system``: host CPU/memory/disk, per-GPU figures (``gpuStatus`` says why there are none),
+  per-worker process figures (CPU %, RSS, GPU memory) and ``listeners``: where the server listens (REST
+  URLs, gRPC ``host:port``, from the settings).
 - ``GET /console/logs``: the server's log files; ``GET /console/logs/{name}?lines=N``: their last lines;
   ``GET /console/logs/{name}/follow?lines=N``: the last lines, then every new one (server-sent events).
 - ``POST /console/archives``: build a model archive in the model store from uploaded files (multipart).
@@ -481,6 +482,17 @@ def _try(read: Any) -> Any:
 # ---- the API --------------------------------------------------------------------------------------------
 
 
+def listeners(settings: Settings) -> dict[str, str | None]:
+    """The ``listeners`` of ``/console/system``: REST URLs (``metrics`` None when its API is off), gRPC targets."""
+    return {
+        "inference": settings.inference_address.url,
+        "management": settings.management_address.url,
+        "metrics": settings.metrics_address.url if settings.enable_metrics_api else None,
+        "grpc_inference": settings.grpc_inference_address.target,
+        "grpc_management": settings.grpc_management_address.target,
+    }
+
+
 def _positive_int(value: str | None, key: str, default: int) -> int:
     if value is None or not value.strip():
         return default
@@ -527,6 +539,7 @@ class ConsoleAPI:
         self.registry = registry
         self.settings = settings
         self.system_sampler = SystemSampler(stats_source, gpu_probe)
+        self.listeners = listeners(settings)
         if log_files is None:
             where = {"log": settings.log_location.resolve(), "metrics": settings.metrics_location.resolve()}
             log_files = {name: where[loc] / file for name, (file, loc) in LOG_FILES.items()}
@@ -580,8 +593,10 @@ class ConsoleAPI:
         ]
         sample = functools.partial(self.system_sampler.sample, workers)
         if self._system_thread is None:  # closed: the server is stopping
-            return json_response(await asyncio.to_thread(sample))
-        return json_response(await asyncio.get_running_loop().run_in_executor(self._system_thread, sample))
+            body = await asyncio.to_thread(sample)
+        else:
+            body = await asyncio.get_running_loop().run_in_executor(self._system_thread, sample)
+        return json_response(body | {"listeners": self.listeners})
 
     # ---- logs ----
 
@@ -938,7 +953,9 @@ def console_paths() -> dict[str, Any]:
         "/console/system": {
             "get": operation(
                 "consoleSystem",
-                "tsconsole: host CPU/memory/disk, GPUs and per-worker process statistics of the server's machine.",
+                "tsconsole: host CPU/memory/disk, GPUs and per-worker process statistics of the server's machine, "
+                "and where the server listens (listeners: inference/management/metrics URLs, metrics null when "
+                "its API is off; grpc_inference/grpc_management as host:port).",
             )
         },
         "/console/logs": {"get": operation("consoleLogs", "tsconsole: the server's log files and their sizes.")},

@@ -70,12 +70,17 @@ async def torchserve_conventions(request: web.Request, handler: Handler) -> web.
     if hook is not None:
         hook(response.status)
     if not response.prepared:
-        response.headers["x-request-id"] = request[REQUEST_ID]
-        for key, value in NO_CACHE_HEADERS.items():
-            response.headers.setdefault(key, value)
-        if response.status >= 400:
-            response.force_close()
+        stamp(request, response)
     return response
+
+
+def stamp(request: web.Request, response: web.StreamResponse) -> None:
+    """The headers of every response (spec §0.3); a handler that streams calls this before ``prepare``."""
+    response.headers["x-request-id"] = request[REQUEST_ID]
+    for key, value in NO_CACHE_HEADERS.items():
+        response.headers.setdefault(key, value)
+    if response.status >= 400:
+        response.force_close()
 
 
 class AccessLogger(AbstractAccessLogger):

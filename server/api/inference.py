@@ -1,16 +1,27 @@
 """The inference API (default 127.0.0.1:8080), spec §1: ping, predictions, explanations, KServe paths,
-SageMaker and legacy routes, and the API description.
+SageMaker and legacy routes, the API description, and the Open Inference Protocol (`server.api.oip_rest`).
+
+Streaming handlers' intermediate responses reach the client as HTTP chunks as they are produced. The
+listener runs with aiohttp's handler cancellation: a client that disconnects cancels its request, which
+leaves the queue without reaching a worker (or, in flight, has its answer dropped).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
-from server.api.http import json_response, new_app, request_id, segments
+from server.api.http import json_response, new_app, request_id, segments, stamp
+from server.api.oip_rest import OpenInferenceREST
 from server.api.openapi import document, operation, param
-from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound
-from server.models.registry import Registry
+from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound, ServeError
+from server.models.dataplane import DataPlane
 from server.runtime.messages import InputItem, Request, Response
+
+log = logging.getLogger(__name__)
+STREAM_HEADER = "ts_stream_next"
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -106,8 +117,11 @@ def model_description(model: str) -> dict:
 
 
 class InferenceAPI:
-    def __init__(self, registry: Registry, startup_models: list[str] | None = None) -> None:
-        self.registry = registry
+    """Parses inference requests and renders `DataPlane`'s answers; Open Inference Protocol paths go to `oip`."""
+
+    def __init__(self, data: DataPlane, oip: OpenInferenceREST, startup_models: list[str] | None = None) -> None:
+        self.data = data
+        self.oip = oip
         self.startup_models = startup_models or []
 
     def app(self, max_request_size: int) -> web.Application:
@@ -124,13 +138,14 @@ class InferenceAPI:
         if head == "api-description":
             return json_response(api_description())
         if head == "ping":
-            return self.ping()
+            status, body = self.data.ping()
+            return json_response(body, status=status)
         if head in ("predictions", "explanations"):
             if len(segs) < 2:
                 raise ResourceNotFound()
             version = segs[2] if len(segs) > 2 else None
             if method == "OPTIONS" and len(segs) <= 3:
-                self.registry.get(segs[1], version)
+                self.data.registry.get(segs[1], version)
                 return json_response(model_description(segs[1]))
             headers = {"url_path": "/".join(segs[3:]), "explain": str(head == "explanations")}
             return await self.predict(request, segs[1], version, headers, query_inputs=False)
@@ -138,8 +153,12 @@ class InferenceAPI:
             model, _, verb = segs[2].rpartition(":")
             if verb in ("predict", "explain"):
                 return await self.predict(request, model, None, {"explain": str(verb == "explain")})
-        if head == "v2" and len(segs) == 4 and segs[1] == "models" and segs[3] in ("infer", "explain"):
-            return await self.predict(request, segs[2], None, {"explain": str(segs[3] == "explain")})
+        if head == "v2":
+            if len(segs) == 4 and segs[1] == "models" and segs[3] == "explain":
+                return await self.predict(request, segs[2], None, {"explain": "True"})
+            if len(segs) == 4 and segs[1] == "models" and segs[3] == "infer" and self.oip.passes_through(segs[2]):
+                return await self.predict(request, segs[2], None, {"explain": "False"})
+            return await self.oip.dispatch(request, method, segs[1:])
         if head == "invocations":
             return await self.invocations(request)
         if head == "models" and len(segs) == 3 and segs[2] == "invoke":
@@ -149,11 +168,6 @@ class InferenceAPI:
             return await self.predict(request, segs[0], version, {}, query_inputs=True)
         raise ResourceNotFound()
 
-    def ping(self) -> web.Response:
-        healthy = all(m.pool.healthy() for m in (self.registry.get(name) for name in list(self.registry.models)))
-        status = "Healthy" if healthy else "Unhealthy"
-        return json_response({"status": status}, status=200 if healthy else 500)
-
     async def predict(
         self,
         request: web.Request,
@@ -162,12 +176,12 @@ class InferenceAPI:
         headers: dict[str, str],
         *,
         query_inputs: bool = False,
-    ) -> web.Response:
-        self.registry.get(model, version)  # 404 before reading a body for an unknown model
+    ) -> web.StreamResponse:
+        self.data.registry.get(model, version)  # 404 before reading a body for an unknown model
         job = await to_request(request, headers, query_inputs=query_inputs)
-        return to_http(await self.registry.predict(model, version, job))
+        return await respond(request, self.data.stream(model, version, job))
 
-    async def invocations(self, request: web.Request) -> web.Response:
+    async def invocations(self, request: web.Request) -> web.StreamResponse:
         model = request.query.get("model_name")
         if model is None and _mime(request) in FORM_TYPES:
             form = await request.post()
@@ -178,3 +192,42 @@ class InferenceAPI:
         if model is None:
             raise BadRequest("Parameter model_name is required.")
         return await self.predict(request, model, None, {}, query_inputs=True)
+
+
+def is_intermediate(response: Response) -> bool:
+    """A streaming handler's response that more will follow (header ``ts_stream_next: true``, spec §1.5)."""
+    return any(k.lower() == STREAM_HEADER and v.strip().lower() == "true" for k, v in response.headers)
+
+
+async def respond(request: web.Request, answers: AsyncIterator[Response]) -> web.StreamResponse:
+    """One response, or, for a streaming handler, HTTP chunks as its responses arrive (spec §1.5).
+
+    The head (status, headers) comes from the first intermediate response; each response is one chunk. A
+    failure after the head was sent can no longer become an error body: the connection is aborted, so the
+    client sees an incomplete chunked body rather than a complete one.
+    """
+    try:
+        first = await anext(answers)
+        if not is_intermediate(first):
+            return to_http(first)
+        reply = web.StreamResponse(status=first.status, reason=first.reason or None)
+        if first.content_type:
+            reply.content_type = first.content_type
+        for key, value in first.headers:
+            reply.headers[key] = value
+        reply.enable_chunked_encoding()
+        stamp(request, reply)
+        await reply.prepare(request)
+        await reply.write(first.body)
+        try:
+            async for more in answers:
+                await reply.write(more.body)
+        except ServeError as exc:
+            log.warning("Stream of %s failed after its first chunk: %s", request.path, exc.message)
+            if request.transport is not None:
+                request.transport.abort()
+            return reply
+        await reply.write_eof()
+        return reply
+    finally:
+        await answers.aclose()

@@ -58,6 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psutil
+
 import server
 from server.errors import RequestTimeout, ServeError, WorkerDied, WorkerError, no_worker
 from server.runtime import protocol
@@ -132,6 +134,7 @@ class WorkerInfo:
     status: str  # a WorkerStatus value
     start_time: float  # epoch seconds the current (or last) process was started
     gpu: int | None  # None: CPU
+    memory: int = 0  # resident set size in bytes (0 while no process runs)
 
 
 @dataclass(eq=False)
@@ -212,7 +215,16 @@ class _Worker:
 
     def info(self) -> WorkerInfo:
         pid = self.inst.proc.pid if self.inst is not None else None
-        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu)
+        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu, _rss(pid))
+
+
+def _rss(pid: int | None) -> int:
+    if pid is None:
+        return 0
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
@@ -384,7 +396,12 @@ class WorkerPool:
         try:
             return await job.future
         except asyncio.CancelledError:
-            self._batcher.remove(job)
+            # The caller went away (disconnect, cancel, deadline): a queued job leaves the queue and never
+            # reaches a worker; an in-flight one is answered by its worker and the answer dropped.
+            self._batcher.remove(job)  # False when a batch is being gathered with it: that batch skips it
+            if self._metrics is not None:
+                queued = job.scheduled_ns == 0  # set when its batch is sent to a worker
+                self._metrics.cancelled(self.spec.model_name, url_version or "default", queued=queued)
             raise
 
     async def predict_stream(

@@ -37,6 +37,11 @@ compute percentiles (the console shows p50/p99 per model version). It is written
 was answered, so an idle server's page is TorchServe's exactly. It is not in `ServerMetrics.prometheus_names`
 (TorchServe's families). TorchServe's own clients ignore a family they do not know. A ``metrics.yaml`` that
 declares a metric of that name keeps it (a warning is logged, and tsconsole's family is not added).
+
+A second addition, in every mode: `CANCELLED_COUNTER` ``tsconsole_cancelled_requests`` (labels ``model_name``,
+``model_version``, ``stage``, ``hostname``) counts inference requests whose client went away: ``stage`` is
+``queued`` when the request left the queue before reaching a worker, ``in_flight`` when a worker had it and its
+answer was dropped. In ``log`` mode each one is a ``ts_metrics.log`` line.
 """
 
 from __future__ import annotations
@@ -99,6 +104,11 @@ LATENCY_HISTOGRAM = "tsconsole_inference_latency_seconds"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """`LATENCY_HISTOGRAM`'s bucket upper bounds in seconds (+Inf is added): 1 ms to a minute."""
 LATENCY_HELP = "tsconsole addition, not a TorchServe metric: latency of each answered inference request in seconds"
+CANCELLED_COUNTER = "tsconsole_cancelled_requests"
+CANCELLED_HELP = (
+    "tsconsole addition, not a TorchServe metric: inference requests whose client went away (disconnected, "
+    "cancelled, or past its deadline); stage is queued (it never reached a worker) or in_flight (answer dropped)"
+)
 KINDS = ("counter", "gauge", "histogram")
 
 DEFAULT_METRICS_YAML = """\
@@ -556,6 +566,7 @@ class ServerMetrics:
         self._added = _AddedCollector()
         self.registry.register(self._added)
         self._latency: _Family | None = None  # tsconsole's LATENCY_HISTOGRAM (prometheus mode)
+        self._cancelled: _Sink | None = None  # tsconsole's CANCELLED_COUNTER
         self._frontend: dict[str, _Sink] = {}
         self._backend: dict[str, _Sink] = {}
         self._rejected: set[str] = set()  # auto-detected names that could not be registered (logged once)
@@ -582,6 +593,7 @@ class ServerMetrics:
         for spec in self.config.model_metrics:
             self._add(self._backend, spec)
         self._add_latency_histogram()
+        self._add_cancelled_counter()
 
     @staticmethod
     def _interval(value: str | None) -> float:
@@ -607,6 +619,19 @@ class ServerMetrics:
         family = _Family(spec, buckets=LATENCY_BUCKETS, help=LATENCY_HELP)
         self._added.families.append(family)
         self._latency = family
+
+    def _add_cancelled_counter(self) -> None:
+        """tsconsole's `CANCELLED_COUNTER`: a Prometheus family, or ``ts_metrics.log`` lines in log mode."""
+        spec = MetricSpec(CANCELLED_COUNTER, "Count", ("model_name", "model_version", "stage", "hostname"), "counter")
+        if self.mode is not MetricMode.PROMETHEUS:
+            self._cancelled = _LogSink(spec)
+            return
+        if CANCELLED_COUNTER in self._collector.names():
+            log.warning("The metrics configuration declares %s: tsconsole's own family is not added", CANCELLED_COUNTER)
+            return
+        family = _Family(spec, help=CANCELLED_HELP)
+        self._added.families.append(family)
+        self._cancelled = family
 
     def _add(self, sinks: dict[str, _Sink], spec: MetricSpec) -> _Sink | None:
         """Build a declared (or auto-detected) metric as TorchServe's ``MetricBuilder`` does."""
@@ -669,6 +694,16 @@ class ServerMetrics:
                 self._latency.frontend(values, latency_us / 1_000_000)
             except Exception as exc:
                 log.error("Failed to update frontend metric %s: %s", LATENCY_HISTOGRAM, exc)
+
+    def cancelled(self, model: str, version_label: str, *, queued: bool) -> None:
+        """A request's client went away: while it was queued (it never reached a worker) or in flight."""
+        if self._cancelled is None:
+            return
+        stage = "queued" if queued else "in_flight"
+        try:
+            self._cancelled.frontend((model, version_label, stage, self.hostname), 1.0)
+        except Exception as exc:
+            log.error("Failed to update frontend metric %s: %s", CANCELLED_COUNTER, exc)
 
     def queue_time(self, ms: float) -> None:
         """``QueueTime``: how long one job waited in its model's queue."""

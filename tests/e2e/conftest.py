@@ -28,11 +28,13 @@ def free_port() -> int:
 
 
 def write_config(folder: Path, **extra: str) -> dict[str, str]:
-    """A config.properties on free ports, in ``folder`` (where the server will run)."""
+    """A config.properties on free ports (REST and gRPC), in ``folder`` (where the server will run)."""
     ports = {"inference": free_port(), "management": free_port(), "metrics": free_port()}
-    props = {f"{k}_address": f"http://127.0.0.1:{v}" for k, v in ports.items()} | extra
+    grpc = {"grpc_inference": free_port(), "grpc_management": free_port()}
+    props = {f"{k}_address": f"http://127.0.0.1:{v}" for k, v in ports.items()}
+    props |= {f"{k}_port": str(v) for k, v in grpc.items()} | extra
     (folder / "config.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    return {k: f"http://127.0.0.1:{v}" for k, v in ports.items()}
+    return {k: f"http://127.0.0.1:{v}" for k, v in ports.items()} | {k: f"127.0.0.1:{v}" for k, v in grpc.items()}
 
 
 def tsconsole(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
@@ -164,3 +166,97 @@ def digits_archive(store: Path, name: str = "digits") -> Path:
 
 def read_json(response: httpx.Response) -> object:
     return json.loads(response.text)
+
+
+STREAM_HANDLER = '''
+import os
+import time
+
+from ts.handler_utils.utils import send_intermediate_predict_response
+
+
+def handle(data, context):
+    """Three intermediate "hello"s, then "hello world ". The body names a gate file: after the first
+    intermediate the handler waits (30 s at most) until the gate exists, so a test proves the first
+    chunk reached it before the handler went on."""
+    if data is None:
+        return None
+    body = data[0].get("data") or data[0].get("body") or b""
+    gate = bytes(body).decode() if isinstance(body, (bytes, bytearray)) else ""
+    n = len(data)
+    send_intermediate_predict_response(["hello"] * n, context.request_ids, "Intermediate", 200, context)
+    deadline = time.time() + 30
+    while gate and not os.path.exists(gate) and time.time() < deadline:
+        time.sleep(0.01)
+    for _ in range(2):
+        send_intermediate_predict_response(["hello"] * n, context.request_ids, "Intermediate", 200, context)
+    return ["hello world "] * n
+'''
+
+RECORDING_HANDLER = '''
+import json
+import time
+
+RECORD = {record!r}
+
+
+def handle(data, context):
+    """Appends every request it receives to RECORD, then answers its text; "sleep:<s>:<mark>" sleeps s seconds."""
+    if data is None:
+        return None
+    out = []
+    for row in data:
+        value = row.get("data") if row.get("data") is not None else row.get("body")
+        text = bytes(value).decode() if isinstance(value, (bytes, bytearray)) else json.dumps(value)
+        with open(RECORD, "a") as f:
+            f.write(text + "\\n")
+        if text.startswith("sleep:"):
+            time.sleep(float(text.split(":")[1]))
+        out.append(text)
+    return out
+'''
+
+
+def make_handler_archive(store: Path, name: str, source: str, config: str = "", version: str = "1.0") -> Path:
+    """``<store>/<name>.mar`` holding one function handler ``source`` (and a model-config.yaml if given)."""
+    from archiver import ModelArchiveConfig, build_model_archive
+
+    src = store.parent / f"{name}_src"
+    src.mkdir(exist_ok=True)
+    (src / f"{name}_handler.py").write_text(source)
+    if config:
+        (src / "model-config.yaml").write_text(config)
+    return build_model_archive(
+        ModelArchiveConfig(
+            model_name=name, handler=str(src / f"{name}_handler.py"), version=version, export_path=str(store),
+            config_file=str(src / "model-config.yaml") if config else None, force=True,
+        )
+    )  # fmt: skip
+
+
+def make_lab_store(store: Path, record: Path) -> None:
+    """echo, stream (intermediate responses) and recorder (writes down every request it gets, one at a time)."""
+    make_echo_store(store)
+    make_handler_archive(store, "stream", STREAM_HANDLER)
+    single = "batchSize: 1\nminWorkers: 1\nmaxWorkers: 1\n"
+    make_handler_archive(store, "recorder", RECORDING_HANDLER.format(record=str(record)), single)
+
+
+def recorded(record: Path) -> list[str]:
+    return record.read_text().splitlines() if record.exists() else []
+
+
+LAB_MAX_REQUEST = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
+    """A server with the lab models, the model API on, Prometheus metrics and a 1 MB request limit."""
+    cwd = tmp_path_factory.mktemp("lab")
+    store = cwd / "store"
+    store.mkdir()
+    make_lab_store(store, cwd / "record.txt")
+    config = {"enable_model_api": "true", "metrics_mode": "prometheus", "max_request_size": str(LAB_MAX_REQUEST)}
+    server = ForegroundServer(cwd, ["--model-store", "store", "--models", "all", "--ncs"], config=config)
+    yield server
+    assert server.stop() == 0

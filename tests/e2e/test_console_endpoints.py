@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import DIGITS, ForegroundServer, make_echo_store
-from tsconsole.client import ApiError, Client, Endpoints
+from tsconsole.client import ApiError, Client, Endpoints, Listeners
 
 CAP = 1024 * 1024  # max_upload_size of the module's server
 CHATTY = """\
@@ -93,6 +93,10 @@ def test_system_shows_the_host_and_the_live_worker(server: ForegroundServer) -> 
     assert worker["rss"] > 10 * 1024 * 1024
     assert isinstance(worker["cpuPercent"], float)  # primed by the first call
     assert worker["gpu"] is None and worker["gpuMemory"] is None
+    urls = server.urls  # where write_config put the listeners, gRPC ones included
+    roles = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+    assert first["listeners"] == {role: urls[role] for role in roles}
+    assert Listeners.parse(first["listeners"]) == Listeners(*(urls[role] for role in roles))
 
 
 def test_logs_list_and_tail(server: ForegroundServer) -> None:

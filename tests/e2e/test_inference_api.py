@@ -63,8 +63,10 @@ def test_versions_url_path_and_explanations(echo_server: ForegroundServer, clien
     assert versioned["url_path"] == "extra/path" and versioned["explain"] == "False"
     explained = json.loads(client.post(f"{base}/explanations/echo", content=b"x").text)
     assert explained["explain"] == "True"
-    kserve = json.loads(client.post(f"{base}/v2/models/echo/infer", content=b"x").text)
-    assert kserve["inputs"]["body"][1] == "x"
+    kserve_v2 = json.loads(client.post(f"{base}/v2/models/echo/explain", content=b"x").text)
+    assert kserve_v2["inputs"]["body"][1] == "x" and kserve_v2["explain"] == "True"
+    oip = client.post(f"{base}/v2/models/echo/infer", content=b"x")  # the Open Inference Protocol: JSON tensors
+    assert oip.status_code == 400 and "error" in oip.json()
     legacy = json.loads(client.post(f"{base}/echo/predict?q=1", content=b"x").text)
     assert legacy["inputs"]["q"] == ["bytearray", "1"]
 

@@ -23,7 +23,9 @@ SIZE = (120, 40)
 
 
 def console(server: ForegroundServer, **kwargs) -> ConsoleApp:
-    return ConsoleApp(Endpoints(**server.urls), key_file=server.cwd / "key_file.json", cwd=server.cwd, **kwargs)
+    urls = server.urls
+    endpoints = Endpoints(urls["inference"], urls["management"], urls["metrics"])
+    return ConsoleApp(endpoints, key_file=server.cwd / "key_file.json", cwd=server.cwd, **kwargs)
 
 
 def table(app: ConsoleApp, selector: str = "#models") -> KeyedTable:
@@ -179,6 +181,16 @@ async def test_system_panel_without_gpu_says_why(console_server: ForegroundServe
         assert cpu.display and "cores" in cpu.text  # type: ignore[attr-defined]
         # the worker processes are listed, keyed by model version and worker id
         await wait_for(pilot, lambda: any(k.startswith("echo/") for k in table(app, "#workers").keys), what="workers")
+
+
+async def test_system_panel_shows_the_servers_grpc_addresses(console_server: ForegroundServer) -> None:
+    app = console(console_server)
+    async with app.run_test(size=SIZE) as pilot:
+        grpc = app.screen.query_one("#grpc")
+        await wait_for(pilot, lambda: app.system is not None and grpc.display, what="the gRPC addresses")
+        urls = console_server.urls
+        targets = str(app.screen.query_one("#grpc-targets", Static).content)
+        assert targets == f"{urls['grpc_inference']}  inference\n{urls['grpc_management']}  management"
 
 
 async def test_scale_through_the_ui(console_server: ForegroundServer) -> None:

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from server.api.console import ConsoleAPI
 from server.api.management import ManagementAPI
 from server.config import load_settings
+from server.models.control import ModelControl
 from server.models.registry import Registry
 from server.models.store import ModelStore
 from server.telemetry.system import GpuStats, SystemStats
@@ -54,7 +55,8 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Callable]:
         settings = load_settings(env={"CUDA_VISIBLE_DEVICES": "", "LOG_LOCATION": str(cwd / "logs")}, cwd=cwd)
         registry = Registry(settings, ModelStore(settings.model_store, cwd / "work"), no_pool)
         console = ConsoleAPI(registry, settings, stats_source=FakeSource())
-        client = TestClient(TestServer(ManagementAPI(registry, settings, console).app(settings.max_request_size)))
+        management = ManagementAPI(ModelControl(registry, settings), console)
+        client = TestClient(TestServer(management.app(settings.max_request_size)))
         await client.start_server()
         made.append((client, console))
         return client, console
@@ -90,6 +92,32 @@ async def test_system_with_an_injected_gpu(make_client) -> None:
     assert body["workers"] == []
     assert (await client.post("/console/system")).status == 405
     assert (await client.get("/console/nothing")).status == 404
+
+
+@pytest.mark.asyncio
+async def test_system_says_where_the_server_listens(make_client) -> None:
+    client, _ = await make_client()
+    body = await (await client.get("/console/system")).json()
+    assert body["listeners"] == {
+        "inference": "http://127.0.0.1:8080",
+        "management": "http://127.0.0.1:8081",
+        "metrics": "http://127.0.0.1:8082",
+        "grpc_inference": "127.0.0.1:7070",
+        "grpc_management": "127.0.0.1:7071",
+    }
+    client, _ = await make_client(
+        inference_address="http://0.0.0.0:9080", management_address="unix:/tmp/tsconsole-management.sock",
+        enable_metrics_api="false", grpc_inference_address="::1", grpc_inference_port="9070",
+        grpc_management_address="10.1.2.3", grpc_management_port="9071",
+    )  # fmt: skip
+    body = await (await client.get("/console/system")).json()
+    assert body["listeners"] == {
+        "inference": "http://0.0.0.0:9080",
+        "management": "unix:/tmp/tsconsole-management.sock",
+        "metrics": None,  # the metrics API is off
+        "grpc_inference": "[::1]:9070",
+        "grpc_management": "10.1.2.3:9071",
+    }
 
 
 @pytest.mark.asyncio
@@ -292,6 +320,7 @@ async def test_the_api_description_lists_the_console_endpoints(make_client) -> N
         ("/console/archives", "post"),
     ):
         assert doc["paths"][path][method]["operationId"].startswith("console"), path
+    assert "listeners" in doc["paths"]["/console/system"]["get"]["description"]
     assert "/models" in doc["paths"] and "/metrics" in doc["paths"]
     schema = doc["paths"]["/console/archives"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert schema["required"] == ["model_name", "version"]

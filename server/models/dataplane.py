@@ -1,0 +1,68 @@
+"""The inference rules, once, for every front door: TorchServe REST and gRPC, the Open Inference Protocol.
+
+`DataPlane` answers health and readiness and runs predictions through the registry's worker pools. A front
+door turns its request into a `Request` (the handler's inputs and headers), calls `predict` or `stream`, and
+renders the `Response` objects it gets back. Cancelling the awaiting task (a client that disconnects,
+cancels, or passes its deadline) takes a queued request out of the queue before any worker sees it; one
+already in flight is answered by its worker and the answer dropped (the pool counts both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from server.models.registry import ModelVersion, Registry
+from server.runtime.messages import Request, Response
+from server.runtime.pool import WorkerStatus
+
+
+def ready_workers(entry: ModelVersion) -> int:
+    return sum(1 for w in entry.pool.workers() if w.status == WorkerStatus.READY)
+
+
+def is_ready(entry: ModelVersion) -> bool:
+    """A version can answer now: it has a loaded worker, and at least as many as its minimum."""
+    ready = ready_workers(entry)
+    return ready >= 1 and ready >= entry.min_workers
+
+
+class DataPlane:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    # ---- health -------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """TorchServe's ping (spec §1.2): every default version has enough workers that have not given up."""
+        return all(self.registry.get(name).pool.healthy() for name in list(self.registry.models))
+
+    def ping(self) -> tuple[int, dict[str, str]]:
+        """The ``/ping`` answer and its HTTP status (gRPC ``Ping`` sends the same JSON)."""
+        healthy = self.healthy()
+        return (200 if healthy else 500), {"status": "Healthy" if healthy else "Unhealthy"}
+
+    def server_ready(self) -> bool:
+        """Every version that should have workers has them loaded (unlike TorchServe, which says ready while
+        models fail to load: pytorch/serve#2099). Versions scaled to zero do not count."""
+        return all(is_ready(v) for v in self.registry.all_versions() if v.min_workers > 0)
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """The version (default when None) has loaded workers; raises ModelNotFound / ModelVersionNotFound."""
+        return is_ready(self.registry.get(name, version))
+
+    # ---- predictions --------------------------------------------------------------------------
+
+    async def predict(self, name: str, version: str | None, request: Request) -> Response:
+        """Queue ``request`` for the version (default when None) and return its worker's answer."""
+        entry = self.registry.get(name, version)
+        return await entry.pool.predict(request, url_version=version)
+
+    async def stream(self, name: str, version: str | None, request: Request) -> AsyncIterator[Response]:
+        """Like `predict`, yielding each intermediate response of a streaming handler, then the last one.
+
+        A handler that does not stream yields exactly one response. Closing the iterator early (a client
+        that went away) cancels the request like a cancelled `predict`.
+        """
+        entry = self.registry.get(name, version)
+        async for response in entry.pool.predict_stream(request, url_version=version):
+            yield response

@@ -1,0 +1,62 @@
+"""Streaming and cancellation on the REST inference port, against a real `tsconsole serve` process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ForegroundServer, recorded
+
+
+def test_intermediate_responses_arrive_as_chunks_while_the_handler_runs(lab: ForegroundServer, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", f"{lab.inference}/predictions/stream", content=str(gate).encode()) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked" and "content-length" not in response.headers
+        assert response.headers["ts_stream_next"] == "true"
+        assert response.headers["x-request-id"]
+        chunks = response.iter_raw()
+        first = next(chunks)  # the handler waits for the gate after this chunk: it reached us while it ran
+        assert first == b"hello"
+        gate.touch()
+        rest = b"".join(chunks)
+    assert first + rest == b"hellohellohellohello world "
+
+
+def test_a_non_streaming_answer_is_one_plain_response(lab: ForegroundServer) -> None:
+    r = httpx.post(f"{lab.inference}/predictions/echo", content=b"x")
+    assert r.status_code == 200 and "content-length" in r.headers and "transfer-encoding" not in r.headers
+
+
+def test_a_client_that_disconnects_while_queued_never_reaches_the_handler(lab: ForegroundServer) -> None:
+    record = lab.cwd / "record.txt"
+    busy = threading.Thread(target=lambda: httpx.post(f"{lab.inference}/predictions/recorder",
+                                                      content=b"sleep:2:rest-busy", timeout=60))  # fmt: skip
+    busy.start()
+    deadline = time.monotonic() + 30
+    while "sleep:2:rest-busy" not in recorded(record):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    address = urlsplit(lab.inference)
+    with socket.create_connection((address.hostname, address.port)) as raw:
+        body = b"gone-away"
+        raw.sendall(b"POST /predictions/recorder HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body),
+                                                                                                   body))  # fmt: skip
+        time.sleep(0.3)  # queued behind the busy request
+    busy.join()
+    assert httpx.post(f"{lab.inference}/predictions/recorder", content=b"then", timeout=30).text == "then"
+    assert "gone-away" not in recorded(record)
+
+
+@pytest.mark.parametrize("path", ["/predictions/nope", "/v2/models/nope/infer"])
+def test_unknown_models_before_any_body_is_read(lab: ForegroundServer, path: str) -> None:
+    assert httpx.post(f"{lab.inference}{path}", content=b"x").status_code == 404
