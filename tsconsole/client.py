@@ -44,6 +44,35 @@ class Endpoints:
     inference_token: str | None = None
 
 
+@dataclass(frozen=True)
+class Listeners:
+    """Where the server listens, as it says in ``/console/system`` (a tsconsole server; TorchServe has none).
+
+    REST listeners are URLs (``unix:/path`` for a socket); gRPC ones ``host:port``. ``""``: not reported;
+    ``metrics`` is also ``""`` when the server's metrics API is off.
+    """
+
+    inference: str = ""
+    management: str = ""
+    metrics: str = ""
+    grpc_inference: str = ""
+    grpc_management: str = ""
+
+    @classmethod
+    def parse(cls, data: object) -> Listeners | None:
+        """The ``listeners`` object of a ``/console/system`` answer; None when it has none (or not an object)."""
+        if not isinstance(data, Mapping):
+            return None
+        known = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+        values = {key: data.get(key) for key in known}
+        return cls(**{key: value if isinstance(value, str) else "" for key, value in values.items()})
+
+    @property
+    def grpc(self) -> bool:
+        """The server reports a gRPC listener."""
+        return bool(self.grpc_inference or self.grpc_management)
+
+
 @dataclass
 class Prediction:
     status: int
@@ -197,7 +226,8 @@ class Client:
     # ---- console endpoints (tsconsole servers only) --------------------------------------------
 
     async def system(self) -> dict[str, Any]:
-        """Host CPU/memory, per-GPU figures and per-worker process figures, as the server sees them."""
+        """Host CPU/memory, per-GPU figures and per-worker process figures, as the server sees them, and its
+        ``listeners`` (`Listeners.parse`)."""
         return await self._json("management", "GET", "/console/system")
 
     async def log_files(self) -> list[dict[str, Any]]:

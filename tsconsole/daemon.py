@@ -1,8 +1,8 @@
 """``tsconsole start`` / ``stop`` / ``status``: the server as a background process with a pid file.
 
 The pid file (``$TSCONSOLE_PID_FILE``, default ``<tmp>/.tsconsole.pid``) is JSON: the server's pid,
-its addresses and log folder. The server runs in its own session, so ``stop`` can make sure that no
-worker process outlives it.
+its addresses (REST and gRPC) and log folder. The server runs in its own session, so ``stop`` can make
+sure that no worker process outlives it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import httpx
@@ -37,6 +37,8 @@ class ServerRecord:
     log_location: str
     model_store: str
     output: str  # the detached server's stdout/stderr
+    grpc_inference: str = ""  # host:port; "" in a record written before tsconsole knew gRPC
+    grpc_management: str = ""
 
     def save(self) -> None:
         path = pid_file()
@@ -47,9 +49,19 @@ class ServerRecord:
     def load(cls) -> ServerRecord | None:
         try:
             data = json.loads(pid_file().read_text())
-            return cls(**data)
-        except (OSError, ValueError, TypeError):
+            known = {f.name for f in fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})  # a newer tsconsole's keys: ignored
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
+
+    def lines(self) -> list[str]:
+        """The addresses and the log folder, as ``start`` and ``status`` print them below their first line."""
+        out = [f"  inference:  {self.inference}", f"  management: {self.management}"]
+        grpc = {"inference": self.grpc_inference, "management": self.grpc_management}
+        if any(grpc.values()):  # an older record has no gRPC addresses: no line rather than a wrong one
+            out.append("  grpc:       " + ", ".join(f"{target} ({role})" for role, target in grpc.items() if target))
+        out.append(f"  logs:       {self.log_location}")
+        return out
 
 
 def alive(pid: int) -> bool:
@@ -100,6 +112,8 @@ def start(argv: list[str], settings, *, timeout: float = 600.0) -> int:
         inference=settings.inference_address.url,
         management=settings.management_address.url,
         metrics=settings.metrics_address.url,
+        grpc_inference=settings.grpc_inference_address.target,
+        grpc_management=settings.grpc_management_address.target,
         model_store=str(settings.model_store),
         log_location=str(log_dir.resolve()),
         output=str(output),
@@ -114,8 +128,7 @@ def start(argv: list[str], settings, *, timeout: float = 600.0) -> int:
             return 1
         if STARTED in output.read_text(errors="replace"):
             print(f"tsconsole started (pid {proc.pid})")
-            print(f"  inference:  {record.inference}")
-            print(f"  logs:       {record.log_location}")
+            print("\n".join(record.lines()))
             return 0
         time.sleep(0.2)
     print(f"tsconsole: the server did not come up within {timeout:.0f} s; see {output}", file=sys.stderr)
@@ -171,6 +184,5 @@ def status() -> int:
     except (httpx.HTTPError, ValueError):
         pass
     print(f"tsconsole is running (pid {record.pid}): {health}")
-    print(f"  inference:  {record.inference}")
-    print(f"  logs:       {record.log_location}")
+    print("\n".join(record.lines()))
     return 0

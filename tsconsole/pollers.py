@@ -3,7 +3,8 @@
 * `fetch_models` gathers every model version (describe), its default version and request rates.
 * `RateTracker` turns the metrics API's counters into requests/s and average latency between two polls, and
   a tsconsole server's latency histogram into p50/p99 (`histogram_quantile` of the buckets' increase).
-* `SystemSnapshot` is ``/console/system`` parsed (a plain TorchServe has none: ``supported`` is False).
+* `SystemSnapshot` is ``/console/system`` parsed (a plain TorchServe has none: ``supported`` is False), with
+  the server's `Listeners` when it reports them.
 * `Poller` runs one fetch every ``interval`` seconds, never two at once (it reschedules after each
   completion), and can be paused or poked ("refresh now"). The app runs each poller in a named worker.
 """
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from tsconsole.client import ApiError, Client
+from tsconsole.client import ApiError, Client, Listeners
 
 T = TypeVar("T")
 
@@ -285,6 +286,7 @@ class SystemSnapshot:
     gpus: tuple[dict[str, Any], ...] = ()
     gpu_status: str = "ok"
     workers: tuple[dict[str, Any], ...] = ()
+    listeners: Listeners | None = None  # None: the server does not say (an older tsconsole server)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> SystemSnapshot:
@@ -294,6 +296,7 @@ class SystemSnapshot:
             gpus=tuple(dict(g) for g in data.get("gpus") or []),
             gpu_status=str(data.get("gpuStatus") or "ok"),
             workers=tuple(dict(w) for w in data.get("workers") or []),
+            listeners=Listeners.parse(data.get("listeners")),
         )
 
 

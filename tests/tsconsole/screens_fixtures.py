@@ -112,6 +112,9 @@ def system_snapshot(step: int) -> SystemSnapshot:
                 {"model": "bert", "version": "3.1", "id": "9002", "pid": 4102, "status": "READY",
                  "cpuPercent": 95.5, "rss": 1200 * 2**20, "gpu": 0, "gpuMemory": 4 * 2**30},
             ],
+            "listeners": {"inference": "http://127.0.0.1:8080", "management": "http://127.0.0.1:8081",
+                          "metrics": "http://127.0.0.1:8082", "grpc_inference": "127.0.0.1:7070",
+                          "grpc_management": "127.0.0.1:7071"},
         }
     )  # fmt: skip
 

@@ -76,3 +76,70 @@ def test_stop_and_status_when_nothing_runs(tmp_path) -> None:
         )
         assert result.returncode == code
         assert "not currently running" in result.stdout
+
+
+def test_start_and_status_show_every_address(tmp_path) -> None:
+    import json
+
+    from tests.e2e.conftest import server_env, write_config
+
+    urls = write_config(tmp_path)
+    (tmp_path / "store").mkdir()
+    env = server_env(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tsconsole", *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+
+    start = run("start", "--ncs", "--model-store", "store")
+    try:
+        assert start.returncode == 0, start.stdout + start.stderr
+        status = run("status")
+        assert status.returncode == 0 and "Healthy" in status.stdout.splitlines()[0], status.stdout
+        addresses = [
+            f"  inference:  {urls['inference']}",
+            f"  management: {urls['management']}",
+            f"  grpc:       {urls['grpc_inference']} (inference), {urls['grpc_management']} (management)",
+            f"  logs:       {(tmp_path / 'logs').resolve()}",
+        ]
+        assert start.stdout.splitlines()[1:] == addresses
+        assert status.stdout.splitlines()[1:] == addresses
+        record = json.loads((tmp_path / "tsconsole.pid").read_text())
+        grpc = ("grpc_inference", "grpc_management")
+        assert [record[key] for key in grpc] == [urls[key] for key in grpc]  # in the pid file, for later commands
+    finally:
+        stop = run("stop")
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+
+
+def test_a_pid_file_from_before_grpc_still_loads(tmp_path, monkeypatch, capsys) -> None:
+    import json
+    import os
+
+    from tests.e2e.conftest import free_port
+    from tsconsole import daemon
+
+    pid_file = tmp_path / "tsconsole.pid"
+    monkeypatch.setenv("TSCONSOLE_PID_FILE", str(pid_file))
+    nobody = f"http://127.0.0.1:{free_port()}"
+    older = {
+        "pid": os.getpid(), "inference": nobody, "management": nobody, "metrics": nobody,
+        "log_location": str(tmp_path / "logs"), "model_store": str(tmp_path / "store"), "output": "server.log",
+    }  # fmt: skip
+    pid_file.write_text(json.dumps(older))
+    record = daemon.running()
+    assert record is not None and (record.grpc_inference, record.grpc_management) == ("", "")
+    assert daemon.status() == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"  inference:  {nobody}",
+        f"  management: {nobody}",
+        f"  logs:       {tmp_path / 'logs'}",
+    ]  # no gRPC line rather than a wrong one
+
+    # and a newer tsconsole's record, with keys this one does not know, is still read
+    pid_file.write_text(json.dumps(older | {"grpc_inference": "127.0.0.1:7070", "kserve": "http://127.0.0.1:8085"}))
+    record = daemon.running()
+    assert record is not None and (record.grpc_inference, record.grpc_management) == ("127.0.0.1:7070", "")
+    assert "  grpc:       127.0.0.1:7070 (inference)" in record.lines()

@@ -73,6 +73,17 @@ class RefusingServer(PlainTorchServe):
     refuse_token = True
 
 
+class OlderTsconsole(PlainTorchServe):
+    """A tsconsole server from before ``listeners``: ``/console/system`` without them."""
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] == "/console/system":
+            host = {"cpuPercent": 12.5, "cpuCount": 4, "memoryPercent": 30.0}
+            self._send(200, {"host": host, "gpus": [], "gpuStatus": "NVML is not available", "workers": []})
+        else:
+            super().do_GET()
+
+
 def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -94,6 +105,11 @@ def refusing_server() -> Iterator[str]:
     yield from serve(RefusingServer)
 
 
+@pytest.fixture
+def older_tsconsole() -> Iterator[str]:
+    yield from serve(OlderTsconsole)
+
+
 async def test_plain_torchserve_shows_models_only(plain_torchserve: str) -> None:
     url = plain_torchserve
     app = ConsoleApp(Endpoints(url, url, url))
@@ -106,8 +122,20 @@ async def test_plain_torchserve_shows_models_only(plain_torchserve: str) -> None
         await wait_for(pilot, lambda: app.system is not None and note.display, what="the system note")
         assert str(note.content) == NEEDS_TSCONSOLE
         assert not app.screen.query_one("#host-cpu").display
+        assert not app.screen.query_one("#grpc").display  # no listeners reported: no gRPC line
         assert "prometheus" in str(app.screen.query_one("#models-note", Static).content)
         assert not app.screen.query_one(Banner).has_class("-shown")
+
+
+async def test_a_server_that_does_not_report_its_listeners_shows_no_grpc_line(older_tsconsole: str) -> None:
+    url = older_tsconsole
+    app = ConsoleApp(Endpoints(url, url, url))
+    async with app.run_test(size=SIZE) as pilot:
+        cpu = app.screen.query_one("#host-cpu")
+        await wait_for(pilot, lambda: app.system is not None and cpu.display, what="the host figures")
+        assert "of 4 cores" in cpu.text  # type: ignore[attr-defined]
+        assert app.system is not None and app.system.listeners is None
+        assert not app.screen.query_one("#grpc").display
 
 
 async def test_refused_token_shows_the_banner(refusing_server: str, tmp_path: Path) -> None:

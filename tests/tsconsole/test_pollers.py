@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tsconsole.client import ApiError, Endpoints
+from tsconsole.client import ApiError, Endpoints, Listeners
 from tsconsole.connection import is_auth_error, is_local, local_config, with_token
 from tsconsole.pollers import (
     LATENCY_BUCKET,
@@ -190,6 +190,24 @@ def test_status_of_a_model_version() -> None:
 def test_system_snapshot_parses_and_tolerates_missing_fields() -> None:
     snap = SystemSnapshot.parse({"host": {"cpuPercent": 3}, "gpuStatus": "NVML is not available", "workers": None})
     assert snap.supported and snap.gpus == () and snap.workers == () and snap.gpu_status == "NVML is not available"
+    assert snap.listeners is None  # a tsconsole server from before the listeners
+
+
+def test_listeners_are_parsed_and_tolerated_when_absent_or_odd() -> None:
+    listeners = {
+        "inference": "http://127.0.0.1:8080",
+        "management": "unix:/tmp/management.sock",
+        "metrics": None,  # enable_metrics_api=false
+        "grpc_inference": "127.0.0.1:7070",
+        "grpc_management": "[::1]:7071",
+        "kserve": "http://127.0.0.1:8085",  # a later server's listener: ignored
+    }
+    parsed = SystemSnapshot.parse({"listeners": listeners}).listeners
+    assert parsed == Listeners("http://127.0.0.1:8080", "unix:/tmp/management.sock", "", "127.0.0.1:7070", "[::1]:7071")
+    assert parsed is not None and parsed.grpc
+    assert Listeners.parse(None) is None and Listeners.parse(["127.0.0.1:7070"]) is None
+    only_rest = Listeners.parse({"inference": "http://127.0.0.1:8080", "grpc_inference": 7070})
+    assert only_rest == Listeners(inference="http://127.0.0.1:8080") and not only_rest.grpc
 
 
 @pytest.mark.asyncio

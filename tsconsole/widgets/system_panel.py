@@ -1,11 +1,14 @@
-"""Host CPU and memory, and every GPU, with short history charts; says plainly what is not there."""
+"""Host CPU and memory, the server's gRPC addresses, and every GPU, with short history charts; says plainly
+what is not there."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Static
 
+from tsconsole.client import Listeners
 from tsconsole.formatting import number, percent, unit, used_of
 from tsconsole.pollers import SystemSnapshot
 from tsconsole.widgets.meter import Meter
@@ -70,6 +73,17 @@ class SystemPanel(Vertical):
     SystemPanel > #gpu-status {
         color: $warning;
     }
+    SystemPanel > #grpc {
+        height: auto;
+        display: none;  /* until the server reports its gRPC addresses */
+    }
+    SystemPanel > #grpc > .system--label {
+        width: 10;
+        color: $text-muted;
+    }
+    SystemPanel > #grpc > #grpc-targets {
+        width: 1fr;
+    }
     """
 
     _cards_made = 0
@@ -79,6 +93,9 @@ class SystemPanel(Vertical):
         yield Meter("CPU", id="host-cpu")
         yield Meter("memory", id="host-memory")
         yield Label("disk      N/A", id="host-disk", markup=False)
+        with Horizontal(id="grpc"):
+            yield Label("gRPC", classes="system--label", markup=False)
+            yield Static("", id="grpc-targets", markup=False)
         yield Static("", id="gpu-status", markup=False)
         yield Vertical(id="gpus")
 
@@ -87,6 +104,7 @@ class SystemPanel(Vertical):
         for widget in self.query("Meter#host-cpu, Meter#host-memory, #host-disk, #gpu-status, #gpus"):
             widget.display = snapshot.supported
         if not snapshot.supported:
+            self._show_grpc(None)
             note.update(NEEDS_TSCONSOLE)
             note.display = True
             return
@@ -100,6 +118,7 @@ class SystemPanel(Vertical):
             f"{percent(host.get('memoryPercent'))}  {used_of(host.get('memoryUsed'), host.get('memoryTotal'))}",
         )
         self.query_one("#host-disk", Label).update(f"disk      {used_of(host.get('diskUsed'), host.get('diskTotal'))}")
+        self._show_grpc(snapshot.listeners)
         status = self.query_one("#gpu-status", Static)
         if snapshot.gpu_status != "ok" or not snapshot.gpus:
             status.update(
@@ -109,6 +128,16 @@ class SystemPanel(Vertical):
         else:
             status.display = False
         self._show_gpus(snapshot.gpus)
+
+    def _show_grpc(self, listeners: Listeners | None) -> None:
+        """The gRPC addresses, one a line with its role; nothing when the server does not report them."""
+        box = self.query_one("#grpc", Horizontal)
+        box.display = listeners is not None and listeners.grpc
+        if listeners is None or not box.display:
+            return
+        roles = ((listeners.grpc_inference, "inference"), (listeners.grpc_management, "management"))
+        lines = [Text.assemble(target, (f"  {role}", "dim")) for target, role in roles if target]
+        self.query_one("#grpc-targets", Static).update(Text("\n").join(lines))
 
     def _show_gpus(self, gpus: tuple[dict, ...]) -> None:
         box = self.query_one("#gpus", Vertical)
