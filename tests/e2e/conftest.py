@@ -247,16 +247,22 @@ def recorded(record: Path) -> list[str]:
 
 
 LAB_MAX_REQUEST = 1_000_000
+LAB_MAX_RESPONSE = 300_000
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
-    """A server with the lab models, the model API on, Prometheus metrics and a 1 MB request limit."""
+    """A server with the lab models, the model API on, Prometheus metrics and small message limits."""
     cwd = tmp_path_factory.mktemp("lab")
     store = cwd / "store"
     store.mkdir()
     make_lab_store(store, cwd / "record.txt")
-    config = {"enable_model_api": "true", "metrics_mode": "prometheus", "max_request_size": str(LAB_MAX_REQUEST)}
+    config = {
+        "enable_model_api": "true",
+        "metrics_mode": "prometheus",
+        "max_request_size": str(LAB_MAX_REQUEST),
+        "max_response_size": str(LAB_MAX_RESPONSE),
+    }
     server = ForegroundServer(cwd, ["--model-store", "store", "--models", "all", "--ncs"], config=config)
     yield server
     assert server.stop() == 0

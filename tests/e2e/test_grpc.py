@@ -18,7 +18,7 @@ from google.protobuf import empty_pb2
 from server.api.grpc.proto import inference_pb2 as inference
 from server.api.grpc.proto import inference_pb2_grpc, management_pb2_grpc
 from server.api.grpc.proto import management_pb2 as management
-from tests.e2e.conftest import LAB_MAX_REQUEST, ForegroundServer, make_echo_store, recorded
+from tests.e2e.conftest import LAB_MAX_REQUEST, LAB_MAX_RESPONSE, ForegroundServer, make_echo_store, recorded
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,8 @@ def test_message_limits_are_resource_exhausted(infer) -> None:
     error = rpc_error(lambda: infer.Predictions(predict_request("echo", data=b"x" * (LAB_MAX_REQUEST + 1))))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert json.loads(infer.Predictions(predict_request("echo", data=b"x" * 1000)).prediction)["batch"] == 1
+    error = rpc_error(lambda: infer.Predictions(predict_request("echo", data=b"x" * LAB_MAX_RESPONSE)))  # echoed back
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_stream_predictions_sends_each_response_as_it_is_produced(infer, tmp_path: Path) -> None:
@@ -92,6 +94,18 @@ def test_stream_predictions_sends_each_response_as_it_is_produced(infer, tmp_pat
     assert first.prediction == b"hello"
     gate.touch()
     assert [m.prediction for m in stream] == [b"hello", b"hello", b"hello world "]
+
+
+def test_a_stream_cancelled_midway_ends_and_the_server_serves_on(infer, lab: ForegroundServer, tmp_path: Path) -> None:
+    stream = infer.StreamPredictions(predict_request("stream", data=str(tmp_path / "never").encode()), timeout=60)
+    assert next(stream).prediction == b"hello"
+    stream.cancel()  # the handler is still waiting for its gate
+    with pytest.raises(grpc.RpcError) as caught:
+        next(stream)
+    assert caught.value.code() == grpc.StatusCode.CANCELLED
+    log = lab.cwd / "logs" / "access_log.log"
+    _wait_for(lambda: 'InferenceAPIsService/StreamPredictions HTTP/2.0" 1 ' in log.read_text())
+    assert infer.Ping(empty_pb2.Empty()).health
 
 
 def test_stream_predictions_of_a_model_that_does_not_stream_answers_once(infer) -> None:

@@ -38,6 +38,21 @@ oip:
   inputs: [{name: INPUT0, datatype: FP32, shape: [-1, 3]}]
   outputs: [{name: OUTPUT0, datatype: FP64, shape: [-1, 3]}]
 """
+DESCRIBED_HANDLER = '''
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class Described(BaseHandler):
+    """Declares its tensors through describe_handle (TorchServe's customized metadata)."""
+
+    def initialize(self, context):
+        self.context = context
+        self.initialized = True
+
+    def describe_handle(self):
+        return {"inputs": [{"name": "TEXT", "datatype": "BYTES", "shape": [1]}],
+                "outputs": [{"name": "LABEL", "datatype": "BYTES", "shape": [1]}]}
+'''
 BROKEN_HANDLER = "raise RuntimeError('this model never loads')\n"
 
 
@@ -49,6 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServe
     digits_archive(store)
     make_echo_store(store)
     make_handler_archive(store, "numbers", NUMBERS_HANDLER, NUMBERS_CONFIG)
+    make_handler_archive(store, "described", DESCRIBED_HANDLER)
     started = ForegroundServer(cwd, ["--model-store", "store", "--models", "all", "--ncs"])
     yield started
     assert started.stop() == 0
@@ -154,6 +170,9 @@ def test_rest_metadata_versions_and_methods(server: ForegroundServer) -> None:
     assert httpx.get(f"{base}/models/numbers/versions/1.0").json()["name"] == "numbers"
     assert httpx.get(f"{base}/models/numbers/versions/9/ready").status_code == 404
     assert httpx.get(f"{base}/models/echo").json()["inputs"] == []  # nothing declared
+    described = httpx.get(f"{base}/models/described").json()  # declared by the handler's describe_handle
+    assert described["inputs"] == [{"name": "TEXT", "datatype": "BYTES", "shape": [1]}]
+    assert described["outputs"][0]["name"] == "LABEL" and described["platform"] == "pytorch_torchserve"
     body = {"inputs": [{"name": "a", "shape": [2], "datatype": "INT64", "data": [5, 6]}]}
     answer = httpx.post(f"{base}/models/numbers/versions/1.0/infer", json=body).json()
     assert answer["outputs"] == [{"name": "a", "datatype": "INT64", "shape": [2], "data": [10, 12]}]
