@@ -15,10 +15,8 @@ from aiohttp import web
 
 from server.api.http import render_json
 from server.errors import MethodNotAllowed, ResourceNotFound, ServeError
-from server.oip.rest import parse_infer_request, render_infer_response
+from server.oip.rest import HEADER_LENGTH, parse_infer_request, render_infer_response
 from server.oip.service import OpenInference
-
-BINARY_HEADER = "Inference-Header-Content-Length"
 
 
 def oip_json(obj: Any, status: int = 200) -> web.Response:
@@ -72,7 +70,7 @@ class OpenInferenceREST:
             _only(method, "POST")
             oip.registry.get(model, version)  # 404 before reading a body for an unknown model
             body = await request.read()
-            parsed = parse_infer_request(model, version, body, request.headers.get(BINARY_HEADER))
+            parsed = parse_infer_request(model, version, body, request.headers.get(HEADER_LENGTH))
             answer = await oip.infer(parsed)
             payload, headers = render_infer_response(answer, parsed)
             reply = web.Response(status=200, body=payload)

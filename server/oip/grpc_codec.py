@@ -19,6 +19,8 @@ import math
 import struct
 from typing import Any
 
+from google.protobuf.unknown_fields import UnknownFieldSet
+
 from server.api.grpc.proto import open_inference_pb2 as pb
 from server.errors import BadRequest
 from server.oip.tensors import (
@@ -32,11 +34,6 @@ from server.oip.tensors import (
     tensor_from_values,
     to_raw,
 )
-
-try:
-    from google.protobuf.unknown_fields import UnknownFieldSet
-except ImportError:  # protobuf < 4.22: Triton's extra parameter kinds are then dropped
-    UnknownFieldSet = None
 
 CONTENTS_FIELD: dict[str, str] = {
     "BOOL": "bool_contents",
@@ -62,12 +59,11 @@ def _param_value(param: pb.InferParameter) -> Any:
     kind = param.WhichOneof("parameter_choice")
     if kind is not None:
         return getattr(param, kind)
-    if UnknownFieldSet is not None:
-        for unknown in UnknownFieldSet(param):
-            if unknown.field_number == 4 and unknown.wire_type == 1:  # double_param (fixed64)
-                return struct.unpack("<d", struct.pack("<Q", unknown.data))[0]
-            if unknown.field_number == 5 and unknown.wire_type == 0:  # uint64_param (varint)
-                return unknown.data
+    for unknown in UnknownFieldSet(param):  # Triton's double_param (4, fixed64) and uint64_param (5, varint)
+        if unknown.field_number == 4 and unknown.wire_type == 1:
+            return struct.unpack("<d", struct.pack("<Q", unknown.data))[0]
+        if unknown.field_number == 5 and unknown.wire_type == 0:
+            return unknown.data
     return None
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,16 @@ from google.protobuf import empty_pb2
 from server.api.grpc.proto import inference_pb2 as inference
 from server.api.grpc.proto import inference_pb2_grpc, management_pb2_grpc
 from server.api.grpc.proto import management_pb2 as management
-from tests.e2e.conftest import LAB_MAX_REQUEST, LAB_MAX_RESPONSE, ForegroundServer, make_echo_store, recorded
+from tests.e2e.conftest import (
+    LAB_MAX_REQUEST,
+    LAB_MAX_RESPONSE,
+    ForegroundServer,
+    make_echo_store,
+    recorded,
+    server_env,
+    tsconsole,
+    write_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +276,15 @@ def _wait_for(condition, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             pytest.fail("timed out waiting")
         time.sleep(0.05)
+
+
+def test_a_grpc_port_in_use_stops_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    urls = write_config(tmp_path, model_store=str(tmp_path / "store"))
+    (tmp_path / "store").mkdir()
+    host, port = urls["grpc_management"].rsplit(":", 1)
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen()
+        done = tsconsole("serve", "--ncs", cwd=tmp_path, env=server_env(tmp_path), timeout=120)
+    assert done.returncode != 0
+    assert f"gRPC management: cannot listen on {urls['grpc_management']}" in done.stdout + done.stderr
