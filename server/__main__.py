@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "tsconsole serve", co
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_location, console=console, metrics_location=settings.metrics_location)
+    faulthandler.enable()  # a crash in native code (grpc, psutil, NVML) leaves every thread's stack on stderr
     try:
         asyncio.run(serve(settings, python=args.python))
     except ListenError as exc:

@@ -25,6 +25,7 @@ from server.api.inference import InferenceAPI
 from server.api.management import ManagementAPI
 from server.api.metrics import metrics_app
 from server.api.oip_rest import OpenInferenceREST
+from server.auth import TokenAuthority
 from server.config import Address, Settings
 from server.models.control import ModelControl
 from server.models.dataplane import DataPlane
@@ -71,8 +72,13 @@ class ModelServer:
         self.control = ModelControl(self.registry, settings)
         self.data = DataPlane(self.registry)
         self.oip = OpenInference(self.data, self.control)
+        self.auth = TokenAuthority(settings)
         self.grpc = GrpcServers(
-            settings, InferenceServicer(self.data), ManagementServicer(self.control), OpenInferenceServicer(self.oip)
+            settings,
+            self.auth,
+            InferenceServicer(self.data),
+            ManagementServicer(self.control),
+            OpenInferenceServicer(self.oip),
         )
 
     def _pool_factory(self, env: dict[str, str]):
@@ -105,8 +111,9 @@ class ModelServer:
         log.info("Model store: %s", s.model_store or "(none)")
         for key in s.unknown_keys:
             log.warning("config: unknown key %s is ignored", key)
-        inference = InferenceAPI(self.data, OpenInferenceREST(self.oip), startup_models=[])
-        management = ManagementAPI(self.control, self.console)
+        self.auth.start()
+        inference = InferenceAPI(self.data, OpenInferenceREST(self.oip), self.auth, startup_models=[])
+        management = ManagementAPI(self.control, self.auth, self.console)
         if s.inference_address == s.management_address:
             raise ListenError("one address for both the inference and management APIs is not supported yet")
         await self._listen(inference.app(s.max_request_size), s.inference_address, "Inference", cancel=True)
@@ -141,6 +148,7 @@ class ModelServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._collector
         self.metrics.close()
+        self.auth.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
         log.info("Model server stopped.")
 

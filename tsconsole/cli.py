@@ -81,7 +81,9 @@ def _console(argv: Sequence[str]) -> int:
     from tsconsole.app import run
     from tsconsole.connection import endpoints_from
 
-    endpoints = endpoints_from(args.inference, args.management, args.metrics)
+    endpoints = endpoints_from(
+        args.inference, args.management, args.metrics, token=args.token, inference_token=args.inference_token
+    )
     return run(endpoints, read_only=args.read_only, offer_start=args.offer_start)
 
 
@@ -94,21 +96,32 @@ def _address_flags(p: argparse.ArgumentParser, *, inference: bool = False, metri
     p.add_argument("--management", metavar="URL", help="management API address (default: the local server)")
     if metrics:
         p.add_argument("--metrics", metavar="URL", help="metrics API address (default: the local server)")
+    p.add_argument(
+        "--token", metavar="KEY",
+        help="the server's management key (default: $TSCONSOLE_TOKEN, or the local server's key_file.json)",
+    )  # fmt: skip
+    if inference:
+        p.add_argument(
+            "--inference-token", metavar="KEY",
+            help="its inference key (default: $TSCONSOLE_INFERENCE_TOKEN, else the management key)",
+        )  # fmt: skip
 
 
 def _call(args: argparse.Namespace, request: Callable[[Any], Awaitable[Any]]) -> tuple[int, Any]:
     """Run one request with a client for ``args.management``; (0, answer) or (1, None) after printing why."""
     from tsconsole.client import ApiError, Client, Unreachable
-    from tsconsole.connection import endpoints_from
+    from tsconsole.connection import endpoints_from, is_auth_error, refused_hint
 
     async def go() -> Any:
-        async with Client(endpoints_from(management=args.management)) as client:
+        async with Client(endpoints_from(management=args.management, token=args.token)) as client:
             return await request(client)
 
     try:
         return 0, asyncio.run(go())
     except ApiError as exc:
         print(f"tsconsole: {exc.message}", file=sys.stderr)
+        if is_auth_error(exc):
+            print(f"tsconsole: {refused_hint()}", file=sys.stderr)
     except Unreachable as exc:
         print(f"tsconsole: {exc}", file=sys.stderr)
     return 1, None

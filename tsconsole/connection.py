@@ -34,29 +34,71 @@ def is_auth_error(exc: BaseException) -> bool:
     return isinstance(exc, ApiError) and (exc.status in (401, 403) or "InvalidKey" in exc.type)
 
 
+TOKEN_ENV = "TSCONSOLE_TOKEN"  # the management key of a server elsewhere
+INFERENCE_TOKEN_ENV = "TSCONSOLE_INFERENCE_TOKEN"  # its inference key
+
+
 def endpoints_from(
     inference: str | None = None,
     management: str | None = None,
     metrics: str | None = None,
     *,
     key_file: Path | None = None,
+    token: str | None = None,
+    inference_token: str | None = None,
 ) -> Endpoints:
-    """Addresses from flags, else from `local_endpoints`; the token from ``key_file.json`` when local."""
+    """Addresses from flags, else from `local_endpoints`; the keys as `with_token` finds them."""
     defaults = local_endpoints()
     endpoints = Endpoints(
         inference=inference or defaults.inference,
         management=management or defaults.management,
         metrics=metrics or defaults.metrics,
     )
-    return with_token(endpoints, key_file)
+    return with_token(endpoints, key_file, token=token, inference_token=inference_token)
 
 
-def with_token(endpoints: Endpoints, key_file: Path | None = None) -> Endpoints:
-    """The endpoints with the keys of ``key_file`` (default ``./key_file.json``) when the server is local."""
-    if not is_local(endpoints.management):
-        return endpoints
-    management_key, inference_key = read_key_file(key_file or Path.cwd() / KEY_FILE)
+def find_key_file(key_file: Path | None = None) -> Path | None:
+    """``key_file``, else ``./key_file.json``, else the one the background server (`tsconsole start`) wrote."""
+    if key_file is not None:
+        return key_file
+    here = Path.cwd() / KEY_FILE
+    if here.is_file():
+        return here
+    from tsconsole.daemon import running
+
+    record = running()
+    return Path(record.key_file) if record is not None and record.key_file else None
+
+
+def with_token(
+    endpoints: Endpoints,
+    key_file: Path | None = None,
+    *,
+    token: str | None = None,
+    inference_token: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Endpoints:
+    """The endpoints with their keys: given ones (``--token``), else ``TSCONSOLE_TOKEN`` /
+    ``TSCONSOLE_INFERENCE_TOKEN``, else, for a server on this machine, its ``key_file.json`` (`find_key_file`).
+    One management key given alone serves for inference too."""
+    env = dict(os.environ) if env is None else env
+    management_key = token or env.get(TOKEN_ENV) or None
+    inference_key = inference_token or env.get(INFERENCE_TOKEN_ENV) or None
+    if management_key is None and inference_key is None and is_local(endpoints.management):
+        path = find_key_file(key_file)
+        if path is not None:
+            management_key, inference_key = read_key_file(path)
+    management_key = management_key or endpoints.token  # keys given before (flags) stay when no file has any
+    inference_key = inference_key or endpoints.inference_token or management_key
     return dataclasses.replace(endpoints, token=management_key, inference_token=inference_key)
+
+
+def refused_hint() -> str:
+    """What to do when the server refused our key (or we had none)."""
+    return (
+        f"the server wants a key: run beside its key_file.json, or pass --token KEY (or set {TOKEN_ENV}; "
+        f"{INFERENCE_TOKEN_ENV} for a separate inference key)"
+    )
 
 
 @dataclass(frozen=True)

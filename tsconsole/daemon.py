@@ -21,6 +21,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from server.auth import KEY_FILE
+from tsconsole.client import read_key_file
+
 STARTED = "Model server started."
 
 
@@ -39,6 +42,7 @@ class ServerRecord:
     output: str  # the detached server's stdout/stderr
     grpc_inference: str = ""  # host:port; "" in a record written before tsconsole knew gRPC
     grpc_management: str = ""
+    key_file: str = ""  # the server's key_file.json ("" when token authorization is off)
 
     def save(self) -> None:
         path = pid_file()
@@ -117,6 +121,7 @@ def start(argv: list[str], settings, *, timeout: float = 600.0) -> int:
         model_store=str(settings.model_store),
         log_location=str(log_dir.resolve()),
         output=str(output),
+        key_file="" if settings.disable_token_authorization else str(Path.cwd() / KEY_FILE),  # the server's cwd
     )
     record.save()
     deadline = time.monotonic() + timeout
@@ -179,8 +184,11 @@ def status() -> int:
         if base.startswith("unix:"):
             transport = httpx.HTTPTransport(uds=base[len("unix:") :])
             base = "http://localhost"
+        _, key = read_key_file(Path(record.key_file)) if record.key_file else (None, None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         with httpx.Client(transport=transport, timeout=5) as client:
-            health = client.get(f"{base}/ping").json().get("status", "unknown")
+            answer = client.get(f"{base}/ping", headers=headers).json()
+            health = answer.get("status") or answer.get("message") or "unknown"
     except (httpx.HTTPError, ValueError):
         pass
     print(f"tsconsole is running (pid {record.pid}): {health}")

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 
 from archiver.cli import main as archive_main
+from server.auth import KEY_FILE
+from tsconsole.client import read_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits"
@@ -60,8 +62,10 @@ def main() -> int:
     build_archive(store)
     server = start_server(store)
     try:
+        _, key = read_key_file(Path(KEY_FILE))  # token authorization is on, as in TorchServe
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
         print(f"\nServing digits on {URL}. Classifying the bundled samples:")
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=auth) as client:
             for sample in sorted((EXAMPLE / "samples").glob("digit_*.png"))[::3]:
                 start = time.perf_counter()
                 r = client.put(f"{URL}/predictions/digits", content=sample.read_bytes())
@@ -72,8 +76,13 @@ def main() -> int:
                 print(f"  {sample.name:<16} -> {best}  (p={scores[best]:.3f}, true {truth}, {ms:.0f} ms)")
         sample = EXAMPLE / "samples" / "digit_7_9.png"
         print("\nTry it yourself:")
-        print(f"  curl {URL}/predictions/digits -T {sample.relative_to(ROOT)}")
-        print(f"  .venv/bin/tsconsole predict digits {sample.relative_to(ROOT)}")
+        header = f' -H "Authorization: Bearer {key}"' if key else ""
+        print(f"  curl {URL}/predictions/digits -T {sample.relative_to(ROOT)}{header}")
+        print(f"  .venv/bin/tsconsole predict digits {sample.relative_to(ROOT)}   # finds ./{KEY_FILE} itself")
+        if key:
+            print(
+                f"The inference key is in ./{KEY_FILE} (it expires after an hour; the file goes when the server stops)."
+            )
         print("Logs: demo/logs/. Press Ctrl-C to stop.", flush=True)
         while server.poll() is None:
             time.sleep(0.5)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from tsconsole.client import Endpoints
+from tsconsole.connection import INFERENCE_TOKEN_ENV, refused_hint, with_token
 from tsconsole.daemon import running
 
 
@@ -23,6 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="inference address (default: the running server's, else http://127.0.0.1:8080)")
     p.add_argument("--explain", action="store_true", help="ask for an explanation instead of a prediction")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    p.add_argument("--token", metavar="KEY", help=f"the inference key (default: ${INFERENCE_TOKEN_ENV}, "
+                   "${TOKEN_ENV}, or the local server's key_file.json)")  # fmt: skip
     return p
 
 
@@ -50,6 +54,9 @@ def main(argv: Sequence[str]) -> int:
     if args.version:
         path += f"/{args.version}"
     headers = {"Content-Type": args.content_type} if args.content_type else {}
+    key = with_token(Endpoints(inference=base, management=base), inference_token=args.token).inference_token
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     start = time.perf_counter()
     try:
         with httpx.Client(transport=transport, timeout=args.timeout) as client:
@@ -61,4 +68,6 @@ def main(argv: Sequence[str]) -> int:
     sys.stdout.buffer.write(response.content)
     sys.stdout.flush()
     print(f"\n[{response.status_code} in {elapsed:.0f} ms]", file=sys.stderr)
+    if b"InvalidKeyException" in response.content:
+        print(f"tsconsole predict: {refused_hint()}", file=sys.stderr)
     return 0 if response.status_code < 400 else 1

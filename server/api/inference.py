@@ -16,6 +16,7 @@ from aiohttp import web
 from server.api.http import json_response, new_app, request_id, segments, stamp
 from server.api.oip_rest import OpenInferenceREST
 from server.api.openapi import document, operation, param
+from server.auth import TokenAuthority
 from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound, ServeError
 from server.models.dataplane import DataPlane
 from server.runtime.messages import InputItem, Request, Response
@@ -50,6 +51,12 @@ async def to_request(request: web.Request, extra_headers: dict[str, str], *, que
     else:
         inputs.append(InputItem("body", mime, await request.read()))
     headers = [(k, v) for k, v in request.headers.items()] + list(extra_headers.items())
+    for name, value in headers:  # the worker protocol carries UTF-8: refuse here, never fail a batch
+        try:
+            name.encode("utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"Header {name.encode('utf-8', 'replace').decode()!r} is not valid UTF-8.") from None
     return Request(request_id=request_id(request), headers=headers, inputs=inputs)
 
 
@@ -119,9 +126,12 @@ def model_description(model: str) -> dict:
 class InferenceAPI:
     """Parses inference requests and renders `DataPlane`'s answers; Open Inference Protocol paths go to `oip`."""
 
-    def __init__(self, data: DataPlane, oip: OpenInferenceREST, startup_models: list[str] | None = None) -> None:
+    def __init__(
+        self, data: DataPlane, oip: OpenInferenceREST, auth: TokenAuthority, startup_models: list[str] | None = None
+    ) -> None:
         self.data = data
         self.oip = oip
+        self.auth = auth
         self.startup_models = startup_models or []
 
     def app(self, max_request_size: int) -> web.Application:
@@ -137,6 +147,7 @@ class InferenceAPI:
         head = segs[0]
         if head == "api-description":
             return json_response(api_description())
+        self.auth.check("inference", request.headers.get("Authorization"))  # every route below (spec §0.5)
         if head == "ping":
             status, body = self.data.ping()
             return json_response(body, status=status)
@@ -182,16 +193,19 @@ class InferenceAPI:
         return await respond(request, self.data.stream(model, version, job))
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
+        """SageMaker's route: the model from ``?model_name=``, a form field of that name, or the only model
+        loaded at startup. The body is read once, so multipart bodies work (TorchServe answers 500)."""
+        job = await to_request(request, {}, query_inputs=True)
         model = request.query.get("model_name")
         if model is None and _mime(request) in FORM_TYPES:
-            form = await request.post()
-            value = form.get("model_name")
-            model = value if isinstance(value, str) else None
+            field = next((item for item in job.inputs if item.name == "model_name"), None)
+            model = field.value.decode("utf-8", "replace") if field is not None else None
         if model is None and len(self.startup_models) == 1:
             model = self.startup_models[0]
         if model is None:
             raise BadRequest("Parameter model_name is required.")
-        return await self.predict(request, model, None, {}, query_inputs=True)
+        self.data.registry.get(model)
+        return await respond(request, self.data.stream(model, None, job))
 
 
 def is_intermediate(response: Response) -> bool:

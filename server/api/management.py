@@ -13,6 +13,7 @@ from aiohttp import web
 from server.api.console import ConsoleAPI, console_paths
 from server.api.http import json_response, new_app, segments
 from server.api.openapi import document, operation, param
+from server.auth import TokenAuthority
 from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound
 from server.models.control import ModelControl, Outcome
 from server.models.registry import RegisterOptions
@@ -135,8 +136,9 @@ def api_description() -> dict[str, Any]:
 class ManagementAPI:
     """Parses management requests and renders `ModelControl`'s answers; every rule lives there."""
 
-    def __init__(self, control: ModelControl, console: ConsoleAPI | None = None) -> None:
+    def __init__(self, control: ModelControl, auth: TokenAuthority, console: ConsoleAPI | None = None) -> None:
         self.control = control
+        self.auth = auth
         self.console = console if console is not None else ConsoleAPI(control.registry, control.settings)
 
     def app(self, max_request_size: int) -> web.Application:
@@ -151,6 +153,10 @@ class ManagementAPI:
             return json_response(api_description())
         if segs == ["api-description"]:
             return json_response(api_description())
+        if segs == ["token"] and self.auth.enabled:  # exactly /token: a model named "token" is just a model
+            await self.auth.rotate(request.query.get("type"), request.headers.get("Authorization"))
+            return web.Response(text="\n", content_type="application/json")
+        self.auth.check("management", request.headers.get("Authorization"))  # every route below (spec §0.5)
         if segs[0] == "models":
             return await self.models(request, method, segs[1:])
         if segs[0] == "console":

@@ -28,11 +28,15 @@ def free_port() -> int:
 
 
 def write_config(folder: Path, **extra: str) -> dict[str, str]:
-    """A config.properties on free ports (REST and gRPC), in ``folder`` (where the server will run)."""
+    """A config.properties on free ports (REST and gRPC), in ``folder`` (where the server will run).
+
+    Token authorization is off unless ``extra`` says ``disable_token_authorization="false"``.
+    """
     ports = {"inference": free_port(), "management": free_port(), "metrics": free_port()}
     grpc = {"grpc_inference": free_port(), "grpc_management": free_port()}
     props = {f"{k}_address": f"http://127.0.0.1:{v}" for k, v in ports.items()}
-    props |= {f"{k}_port": str(v) for k, v in grpc.items()} | extra
+    props |= {f"{k}_port": str(v) for k, v in grpc.items()}
+    props |= {"disable_token_authorization": "true"} | extra  # test_token_auth.py passes "false"
     (folder / "config.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return {k: f"http://127.0.0.1:{v}" for k, v in ports.items()} | {k: f"127.0.0.1:{v}" for k, v in grpc.items()}
 
@@ -265,4 +269,5 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
     }
     server = ForegroundServer(cwd, ["--model-store", "store", "--models", "all", "--ncs"], config=config)
     yield server
-    assert server.stop() == 0
+    code = server.stop()
+    assert code == 0, f"the server ended with {code}:\n" + "".join(server.output[-60:])

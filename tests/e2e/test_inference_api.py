@@ -171,3 +171,32 @@ def test_tsconsole_predict(echo_server: ForegroundServer, tmp_path: Path) -> Non
     missing = tsconsole("predict", "nope", "--data", "x", "--url", echo_server.inference, cwd=tmp_path)
     assert missing.returncode == 1
     assert "Model not found: nope" in missing.stdout
+
+
+def test_sagemaker_invocations(echo_server: ForegroundServer, client: httpx.Client) -> None:
+    base = f"{echo_server.inference}/invocations"
+    by_query = json.loads(client.post(base, params={"model_name": "echo"}, content=b"q").text)
+    assert by_query["inputs"]["body"] == ["bytearray", "q"] and by_query["inputs"]["model_name"][1] == "echo"
+    form = json.loads(client.post(base, data={"model_name": "echo", "text": "t"}).text)
+    assert form["inputs"]["text"] == ["bytearray", "t"]
+    multipart = client.post(base, data={"model_name": "echo"}, files={"data": ("d.bin", b"file bytes")})
+    assert multipart.status_code == 200, multipart.text  # TorchServe answers 500 here
+    assert json.loads(multipart.text)["inputs"]["data"] == ["bytearray", "file bytes"]
+    only_model = json.loads(client.post(base, content=b"x").text)  # the one model loaded at startup
+    assert only_model["inputs"]["body"] == ["bytearray", "x"]
+    unknown = client.post(base, params={"model_name": "nope"}, content=b"x")
+    assert unknown.status_code == 404
+
+
+def test_a_header_that_is_not_utf8_fails_alone(echo_server: ForegroundServer, client: httpx.Client) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    before = {p.pid for p in echo_server.workers()}
+    address = urlsplit(echo_server.inference)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as raw:
+        raw.sendall(b"POST /predictions/echo HTTP/1.1\r\nHost: x\r\nX-Odd: \xff\xfe\r\nContent-Length: 1\r\n\r\nx")
+        answer = raw.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 400") and "X-Odd" in answer and "not valid UTF-8" in answer
+    assert json.loads(client.post(f"{echo_server.inference}/predictions/echo", content=b"ok").text)["batch"] >= 1
+    assert {p.pid for p in echo_server.workers()} == before  # no worker failed or restarted

@@ -1,8 +1,10 @@
-"""The two gRPC servers (grpc.aio, in the frontend's event loop) and the access log of every call.
+"""The two gRPC servers (grpc.aio, in the frontend's event loop), their token check and access log.
 
 Message limits are ``max_request_size`` (inbound) and ``max_response_size`` (outbound): a larger message
-fails with RESOURCE_EXHAUSTED. Each call writes TorchServe's access line, ``/127.0.0.1:53514 "gRPC
-<full method> HTTP/2.0" <status code number> <ms>``, to the ACCESS_LOG logger.
+fails with RESOURCE_EXHAUSTED. Every call must carry the key of its server's role in the ``authorization``
+metadata (``Bearer <key>``) unless token authorization is off: else PERMISSION_DENIED (spec §4.1). Each call
+writes TorchServe's access line, ``/127.0.0.1:53514 "gRPC <full method> HTTP/2.0" <status code number>
+<ms>``, to the ACCESS_LOG logger.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from server.api.grpc.inference import InferenceServicer
 from server.api.grpc.management import ManagementServicer
 from server.api.grpc.oip import OpenInferenceServicer, handlers
 from server.api.grpc.proto import inference_pb2_grpc, management_pb2_grpc
+from server.api.grpc.status import abort
+from server.auth import TokenAuthority
 from server.config import Address, Settings
+from server.errors import ServeError
 from server.telemetry.logs import ACCESS_LOG
 
 log = logging.getLogger(__name__)
@@ -46,8 +51,22 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> int
     return grpc.StatusCode.UNKNOWN.value[0] if error is not None else grpc.StatusCode.OK.value[0]
 
 
-class AccessLog(grpc.aio.ServerInterceptor):
-    """Wraps every rpc's behaviour to log one access line when it ends, however it ends."""
+class FrontDoor(grpc.aio.ServerInterceptor):
+    """Wraps every rpc's behaviour: the token check of ``role`` first, one access line when it ends."""
+
+    def __init__(self, role: str, auth: TokenAuthority) -> None:
+        self.role = role
+        self.auth = auth
+
+    async def _check(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.auth.enabled:
+            return
+        metadata = context.invocation_metadata() or ()
+        authorization = next((str(v) for k, v in metadata if k.lower() == "authorization"), None)
+        try:
+            self.auth.check(self.role, authorization)
+        except ServeError as exc:
+            await abort(context, exc)
 
     async def intercept_service(
         self,
@@ -70,6 +89,7 @@ class AccessLog(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started, error = time.monotonic(), None
                 try:
+                    await self._check(context)
                     return await behaviour(request, context)
                 except BaseException as exc:
                     error = exc
@@ -85,6 +105,7 @@ class AccessLog(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started, error = time.monotonic(), None
             try:
+                await self._check(context)
                 async for item in streaming(request, context):
                     yield item
             except BaseException as exc:
@@ -104,28 +125,30 @@ class GrpcServers:
     def __init__(
         self,
         settings: Settings,
+        auth: TokenAuthority,
         inference: InferenceServicer,
         management: ManagementServicer,
         oip: OpenInferenceServicer,
     ) -> None:
         self.settings = settings
+        self.auth = auth
         self.inference, self.management, self.oip = inference, management, oip
         self.servers: list[grpc.aio.Server] = []
 
-    def _server(self) -> grpc.aio.Server:
+    def _server(self, role: str) -> grpc.aio.Server:
         options = [
             ("grpc.max_receive_message_length", self.settings.max_request_size),
             ("grpc.max_send_message_length", self.settings.max_response_size),
             ("grpc.so_reuseport", 0),
         ]
-        return grpc.aio.server(interceptors=[AccessLog()], options=options)
+        return grpc.aio.server(interceptors=[FrontDoor(role, self.auth)], options=options)
 
     async def start(self) -> None:
         """Listen on both addresses; raises OSError naming the address that could not be opened."""
-        inference = self._server()
+        inference = self._server("inference")
         inference_pb2_grpc.add_InferenceAPIsServiceServicer_to_server(self.inference, inference)
         inference.add_generic_rpc_handlers(handlers(self.oip))
-        management = self._server()
+        management = self._server("management")
         management_pb2_grpc.add_ManagementAPIsServiceServicer_to_server(self.management, management)
         for server, address, name in (
             (inference, self.settings.grpc_inference_address, "gRPC inference"),

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from server.api.console import ConsoleAPI
 from server.api.management import ManagementAPI
+from server.auth import TokenAuthority
 from server.config import load_settings
 from server.models.control import ModelControl
 from server.models.registry import Registry
@@ -47,6 +48,7 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Callable]:
     async def make(*, model_api: bool = True, store: bool = True, **props: str) -> tuple[TestClient, ConsoleAPI]:
         cwd = tmp_path / f"server{len(made)}"
         (cwd / "logs").mkdir(parents=True)
+        props = {"disable_token_authorization": "true", **props}  # tests/e2e/test_token_auth.py has the keys
         lines = [f"enable_model_api={str(model_api).lower()}", *(f"{k}={v}" for k, v in props.items())]
         if store:
             (cwd / "store").mkdir()
@@ -55,7 +57,7 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Callable]:
         settings = load_settings(env={"CUDA_VISIBLE_DEVICES": "", "LOG_LOCATION": str(cwd / "logs")}, cwd=cwd)
         registry = Registry(settings, ModelStore(settings.model_store, cwd / "work"), no_pool)
         console = ConsoleAPI(registry, settings, stats_source=FakeSource())
-        management = ManagementAPI(ModelControl(registry, settings), console)
+        management = ManagementAPI(ModelControl(registry, settings), TokenAuthority(settings, cwd), console)
         client = TestClient(TestServer(management.app(settings.max_request_size)))
         await client.start_server()
         made.append((client, console))
