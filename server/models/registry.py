@@ -303,10 +303,13 @@ class Registry:
         entry = self.get(name, version)
         if self.is_default(entry) and len(self.models[name]) > 1:
             raise InvalidModelVersion(f"Cannot remove default version for model {name}")
-        await self._remove(entry)
+        drain_s = float(self.settings.get("unregister_model_timeout") or 120)
+        await self._remove(entry, drain_s=drain_s)
         return entry
 
-    async def _remove(self, entry: ModelVersion) -> None:
+    async def _remove(self, entry: ModelVersion, *, drain_s: float = 0) -> None:
+        """Take the version out (new requests: 404), let its queued and in-flight requests finish within
+        ``drain_s`` seconds (unregister: ``unregister_model_timeout``), then stop its workers."""
         async with self._lock:
             versions = self.models.get(entry.name, {})
             if versions.get(entry.version) is not entry:
@@ -317,7 +320,7 @@ class Registry:
                 self.defaults.pop(entry.name, None)
             elif self.defaults.get(entry.name) == entry.version:
                 self.defaults[entry.name] = next(iter(versions))
-        await entry.pool.close()
+        await entry.pool.close(drain_s=drain_s)
         self.store.discard(entry.info, entry.archive)
         if entry.downloaded:
             entry.archive.unlink(missing_ok=True)

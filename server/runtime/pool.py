@@ -207,6 +207,7 @@ class _Worker:
         self.stop_event = asyncio.Event()
         self.serving = False
         self.gave_up = False
+        self.failing = False  # its process failed since it last loaded the model (a crash loop, if it goes on)
         self.in_flight: list[_Job] = []
 
     @property
@@ -288,8 +289,18 @@ class WorkerPool:
     # -- public API --------------------------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        """What ``/ping`` asks (spec §1.2): enough workers that have not given up restarting."""
-        return sum(1 for w in self._workers if w.active) >= self._min
+        """Enough workers that have not given up restarting (TorchServe's ping, spec §1.2), and not a version
+        that should serve but has no loaded worker while its workers keep failing (pytorch/serve#2099)."""
+        enough = sum(1 for w in self._workers if w.active) >= self._min
+        return enough and not self.crash_looping()
+
+    def crash_looping(self) -> bool:
+        """Should serve (min > 0), has no READY worker, and its workers failed since they last loaded."""
+        return (
+            self._min > 0
+            and not any(w.status == WorkerStatus.READY for w in self._workers)
+            and any(w.failing for w in self._workers)
+        )
 
     @property
     def min_workers(self) -> int:
@@ -438,14 +449,17 @@ class WorkerPool:
                 final.cancel()
                 await asyncio.wait([final])
 
-    async def close(self, timeout: float = 30) -> None:
+    async def close(self, timeout: float = 30, *, drain_s: float = 0) -> None:
         """Stop every worker (SIGTERM, up to ``timeout`` s, then SIGKILL), reap them, remove the sockets.
 
-        Queued requests fail with 503 (no worker), in-flight ones with `WorkerDied`.
+        New requests get 503 from now on. With ``drain_s`` the requests already queued or in flight are first
+        served, for up to ``drain_s`` seconds while a worker is ready to serve them; whatever is left then
+        fails: queued requests with 503 (no worker), in-flight ones with `WorkerDied`.
         """
         if self._closed:
             return
         self._closed = True
+        await self._drain(drain_s)
         workers = list(self._workers)
         for worker in workers:
             worker.stopping = True
@@ -467,6 +481,19 @@ class WorkerPool:
         if self._socket_dir is not None and self._owns_socket_dir:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         self._socket_dir = None
+
+    async def _drain(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+
+        def pending() -> bool:
+            return bool(len(self._batcher) or any(w.in_flight for w in self._workers))
+
+        def can_serve() -> bool:
+            return any(w.status == WorkerStatus.READY and not w.stopping for w in self._workers)
+
+        while pending() and can_serve() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
     # -- slots ---------------------------------------------------------------------------------------------
 
@@ -536,6 +563,7 @@ class WorkerPool:
                     failure = _Failure(f"{type(exc).__name__}: {exc}")
                 else:
                     retries, failing_since = 0, None
+                    worker.failing = False
                     if self._metrics is not None:
                         load_ms = (time.monotonic_ns() - started_ns) // 1_000_000
                         self._metrics.worker_loaded(worker.thread, float(load_ms))
@@ -557,6 +585,7 @@ class WorkerPool:
                 if worker.stopping:
                     return
                 worker.status = WorkerStatus.STOPPED
+                worker.failing = True
                 now = loop.time()
                 if failing_since is None:
                     failing_since = now

@@ -60,3 +60,31 @@ def test_a_client_that_disconnects_while_queued_never_reaches_the_handler(lab: F
 @pytest.mark.parametrize("path", ["/predictions/nope", "/v2/models/nope/infer"])
 def test_unknown_models_before_any_body_is_read(lab: ForegroundServer, path: str) -> None:
     assert httpx.post(f"{lab.inference}{path}", content=b"x").status_code == 404
+
+
+def test_unregister_lets_queued_and_in_flight_requests_finish(lab: ForegroundServer) -> None:
+    management, inference = lab.urls["management"], lab.inference
+    params = {"url": "recorder.mar", "model_name": "drainer", "initial_workers": "1", "synchronous": "true"}
+    assert httpx.post(f"{management}/models", params=params, timeout=60).status_code == 200
+    record = lab.cwd / "record.txt"
+    answers: dict[str, httpx.Response] = {}
+
+    def ask(mark: str, body: bytes) -> None:
+        answers[mark] = httpx.post(f"{inference}/predictions/drainer", content=body, timeout=60)
+
+    threads = [threading.Thread(target=ask, args=("busy", b"sleep:1.5:drain-busy"))]
+    threads[0].start()
+    deadline = time.monotonic() + 30
+    while "sleep:1.5:drain-busy" not in recorded(record):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    threads.append(threading.Thread(target=ask, args=("queued", b"drain-queued")))
+    threads[1].start()
+    time.sleep(0.3)  # queued behind the busy one
+    gone = httpx.delete(f"{management}/models/drainer", timeout=60)
+    assert gone.status_code == 200
+    for thread in threads:
+        thread.join()
+    assert answers["busy"].status_code == 200 and answers["busy"].text == "sleep:1.5:drain-busy"
+    assert answers["queued"].status_code == 200 and answers["queued"].text == "drain-queued"  # TorchServe: 503
+    assert httpx.post(f"{inference}/predictions/drainer", content=b"late").status_code == 404

@@ -222,6 +222,27 @@ async def test_load_failure_raises_the_workers_error(make_pool) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_version_in_a_crash_loop_is_not_healthy(make_pool) -> None:
+    pool: WorkerPool = make_pool(handler="fail_load:500:broken")
+    await pool.scale(1, wait=False)
+    assert pool.healthy() and not pool.crash_looping()  # loading for the first time: nothing failed yet
+    await eventually(lambda: pool.crash_looping(), timeout=20)
+    assert not pool.healthy()  # TorchServe would still say Healthy here (pytorch/serve#2099)
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_recovers_is_healthy_again(make_pool) -> None:
+    pool: WorkerPool = make_pool()
+    await pool.scale(1)
+    with pytest.raises(WorkerDied):
+        await pool.predict(make_request("boom", "crash"))
+    await eventually(lambda: pool.crash_looping(), timeout=10)  # dead, restarting after its back-off
+    assert not pool.healthy()
+    await eventually(lambda: pool.workers()[0].status == WorkerStatus.READY, timeout=20)
+    assert pool.healthy() and not pool.crash_looping()
+
+
+@pytest.mark.asyncio
 async def test_startup_timeout_kills_the_loading_worker(make_pool) -> None:
     pool: WorkerPool = make_pool(handler="sleep_load:30", startup_timeout_s=0.5)
     with pytest.raises(WorkerDied):
