@@ -64,7 +64,7 @@ def describe(entry: ModelVersion) -> dict[str, Any]:
         "responseTimeout": int(spec.response_timeout_s),
         "startupTimeout": int(spec.startup_timeout_s),
         "maxRetryTimeoutInSec": int(spec.max_retry_timeout_s),
-        "clientTimeoutInMills": int(config.get("clientTimeoutInMills", 0) or 0),
+        "clientTimeoutInMills": int(spec.client_timeout_ms),
         "parallelType": str(config.get("parallelType", "")),
         "parallelLevel": int(config.get("parallelLevel", 0) or 0),
         "deviceType": "gpu" if any(w.gpu is not None for w in workers) else "cpu",

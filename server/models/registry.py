@@ -219,6 +219,7 @@ class Registry:
             limit_max_image_pixels=self.settings.limit_max_image_pixels,
             job_queue_size=_int(config, "jobQueueSize") or self.settings.job_queue_size,
             max_retry_timeout_s=_int(config, "maxRetryTimeoutInSec") or 300,
+            client_timeout_ms=max(_int(config, "clientTimeoutInMills") or 0, 0),
         )
 
     def _gpu_ids(self, config: dict[str, Any]) -> list[int]:

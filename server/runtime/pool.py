@@ -125,6 +125,7 @@ class ModelSpec:
     limit_max_image_pixels: bool = True
     job_queue_size: int = 100
     max_retry_timeout_s: float = 300
+    client_timeout_ms: float = 0  # clientTimeoutInMills: longest wait in the queue (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,8 @@ class WorkerPool:
         except QueueFull:
             raise no_worker(self.spec.model_name, url_version) from None
         try:
+            if self.spec.client_timeout_ms > 0:
+                return await self._within_queue_deadline(job)
             return await job.future
         except asyncio.CancelledError:
             # The caller went away (disconnect, cancel, deadline): a queued job leaves the queue and never
@@ -414,6 +417,17 @@ class WorkerPool:
                 queued = job.scheduled_ns == 0  # set when its batch is sent to a worker
                 self._metrics.cancelled(self.spec.model_name, url_version or "default", queued=queued)
             raise
+
+    async def _within_queue_deadline(self, job: _Job) -> Response:
+        """The job's answer, or 408 when it waited in the queue longer than ``clientTimeoutInMills``
+        (TorchServe drops such a request without any answer)."""
+        limit_s = self.spec.client_timeout_ms / 1000
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), limit_s)
+        except TimeoutError:
+            if job.scheduled_ns == 0 and self._batcher.remove(job):  # still queued: it never reaches a worker
+                _fail(job, RequestTimeout(f"Request waited in the queue longer than {limit_s * 1000:.0f} ms"))
+            return await job.future  # in flight (or being batched): its worker answers it
 
     async def predict_stream(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from server.errors import ServiceUnavailable, WorkerDied, WorkerError, no_worker
+from server.errors import RequestTimeout, ServiceUnavailable, WorkerDied, WorkerError, no_worker
 from server.runtime.messages import Response
 from server.runtime.pool import WorkerPool, WorkerStatus
 
@@ -219,6 +219,21 @@ async def test_load_failure_raises_the_workers_error(make_pool) -> None:
     assert (info.value.status, info.value.message) == (507, "Out of resources")
     [worker] = pool.workers()
     assert worker.status in (WorkerStatus.STOPPED, WorkerStatus.LOADING)  # retrying with back-off
+
+
+@pytest.mark.asyncio
+async def test_client_timeout_bounds_the_wait_in_the_queue_only(make_pool) -> None:
+    pool: WorkerPool = make_pool(client_timeout_ms=300)
+    await pool.scale(1)
+    busy = asyncio.create_task(pool.predict(make_request("busy", "sleep:1.5")))
+    await asyncio.sleep(0.2)
+    assert pool.queue_depth == 0 and not busy.done()  # in flight
+    with pytest.raises(RequestTimeout) as info:
+        await pool.predict(make_request("late", "x"))
+    assert info.value.status == 408 and "300 ms" in (info.value.message or "")
+    assert pool.queue_depth == 0
+    assert body(await busy)["id"] == "busy"  # in flight for 1.5 s: not cut by the queue deadline
+    assert body(await pool.predict(make_request("next", "x")))["id"] == "next"
 
 
 @pytest.mark.asyncio
