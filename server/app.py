@@ -38,6 +38,7 @@ from server.telemetry.metrics import ServerMetrics
 
 log = logging.getLogger("server.app")
 STARTED = "Model server started."
+SHUTDOWN_DRAIN_S = 20.0  # how long requests under way may take to finish when the server stops
 
 
 class ListenError(Exception):
@@ -135,14 +136,18 @@ class ModelServer:
         log.info(STARTED)
 
     async def stop(self) -> None:
+        """Stop taking connections, write the shutdown snapshot, let the requests under way finish (up to
+        `SHUTDOWN_DRAIN_S`, while their model has a ready worker; else 503 at once), then stop everything."""
         log.info("Stopping the model server")
         await self.console.close()  # ends open log streams first: they would hold up the listeners' cleanup
-        await self.grpc.stop()
+        for runner in self.runners:
+            for site in list(runner.sites):
+                await site.stop()  # no new connections; requests under way go on
+        await self.snapshots.write("shutdown")
+        await asyncio.gather(self.grpc.stop(SHUTDOWN_DRAIN_S), self.registry.close(drain_s=SHUTDOWN_DRAIN_S))
         for runner in self.runners:
             await runner.cleanup()
         self.runners.clear()
-        await self.snapshots.write("shutdown")
-        await self.registry.close()
         if self._collector is not None:
             self._collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):

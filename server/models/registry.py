@@ -375,6 +375,6 @@ class Registry:
                 if saved.get("defaultVersion"):
                     self.defaults[name] = entry.version
 
-    async def close(self) -> None:
-        for entry in self.all_versions():
-            await self._remove(entry)
+    async def close(self, *, drain_s: float = 0) -> None:
+        """Remove every version at once, each draining its requests for up to ``drain_s`` seconds."""
+        await asyncio.gather(*(self._remove(entry, drain_s=drain_s) for entry in self.all_versions()))
