@@ -103,6 +103,10 @@ class MethodNotAllowed(ServeError):
         super().__init__(message)
 
 
+class Forbidden(ServeError):
+    status, type = 403, "ForbiddenException"
+
+
 class ModelApiDisabled(MethodNotAllowed):
     """Register/unregister while the model API is off (spec §13.3)."""
 

@@ -7,11 +7,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server.errors import InternalServerError, MethodNotAllowed, ResourceNotFound, ServeError
+from server.errors import Forbidden, InternalServerError, MethodNotAllowed, ResourceNotFound, ServeError
 from server.telemetry.logs import ACCESS_LOG
 
 log = logging.getLogger("server.api")
@@ -96,6 +97,23 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info(
             '%s "%s %s %s" %d %d', remote, request.method, request.path_qs, version, response.status, elapsed * 1000
         )
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def refuse_cross_origin_writes(request: web.Request, allowed_origin: str | None) -> None:
+    """A browser page of another site may not change the server (when no key guards it): a request that
+    changes something and comes with an ``Origin`` other than the server's own (or ``cors_allowed_origin``)
+    is refused, so a web page cannot register a handler through ``localhost:8081``."""
+    origin = request.headers.get("Origin")
+    if request.method.upper() in SAFE_METHODS or origin is None:
+        return
+    if allowed_origin and (allowed_origin == "*" or origin == allowed_origin):
+        return
+    if origin != "null" and urlsplit(origin).netloc.lower() == request.host.lower():
+        return
+    raise Forbidden(f"Cross-origin request from {origin} refused: it may not change the server.")
 
 
 def new_app(handler: Handler, max_request_size: int) -> web.Application:

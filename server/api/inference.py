@@ -40,9 +40,16 @@ async def to_request(request: web.Request, extra_headers: dict[str, str], *, que
     mime = _mime(request)
     if mime == "multipart/form-data":
         reader = await request.multipart()
+        total = 0
         while (part := await reader.next()) is not None:
             content_type = part.headers.get("Content-Type", "") if part.filename is not None else ""
-            inputs.append(InputItem(part.name or "", content_type, bytes(await part.read(decode=False))))
+            value = bytearray()
+            while chunk := await part.read_chunk():
+                total += len(chunk)
+                if total > request.client_max_size:  # max_request_size bounds the parts together
+                    raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=total)
+                value += chunk
+            inputs.append(InputItem(part.name or "", content_type, bytes(value)))
     elif mime == "application/x-www-form-urlencoded":
         form = await request.post()
         for key in form:

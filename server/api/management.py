@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from server.api.console import ConsoleAPI, console_paths
-from server.api.http import json_response, new_app, segments
+from server.api.http import json_response, new_app, refuse_cross_origin_writes, segments
 from server.api.openapi import document, operation, param
 from server.auth import TokenAuthority
 from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound
@@ -157,6 +157,8 @@ class ManagementAPI:
             await self.auth.rotate(request.query.get("type"), request.headers.get("Authorization"))
             return web.Response(text="\n", content_type="application/json")
         self.auth.check("management", request.headers.get("Authorization"))  # every route below (spec §0.5)
+        if not self.auth.enabled:
+            refuse_cross_origin_writes(request, self.control.settings.get("cors_allowed_origin"))
         if segs[0] == "models":
             return await self.models(request, method, segs[1:])
         if segs[0] == "console":

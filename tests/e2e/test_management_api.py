@@ -267,3 +267,13 @@ def test_model_api_disabled_by_default(tmp_path: Path, client: httpx.Client) -> 
         assert describe(client, locked, "echo")[0]["loadedAtStartup"] is True
     finally:
         assert locked.stop() == 0
+
+
+def test_cross_origin_writes_are_refused_without_authorization(server: ForegroundServer, client: httpx.Client) -> None:
+    mgmt = server.urls["management"]
+    evil = client.post(f"{mgmt}/models", params={"url": "echo.mar"}, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403 and body(evil)["type"] == "ForbiddenException"
+    assert client.put(f"{mgmt}/models/nope", headers={"Origin": "null"}).status_code == 403
+    assert client.get(f"{mgmt}/models", headers={"Origin": "http://evil.example"}).status_code == 200  # reads
+    same_site = client.put(f"{mgmt}/models/nope", headers={"Origin": mgmt})
+    assert same_site.status_code == 404  # its own origin: the request goes on (and finds no model)

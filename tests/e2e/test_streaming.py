@@ -88,3 +88,13 @@ def test_unregister_lets_queued_and_in_flight_requests_finish(lab: ForegroundSer
     assert answers["busy"].status_code == 200 and answers["busy"].text == "sleep:1.5:drain-busy"
     assert answers["queued"].status_code == 200 and answers["queued"].text == "drain-queued"  # TorchServe: 503
     assert httpx.post(f"{inference}/predictions/drainer", content=b"late").status_code == 404
+
+
+def test_max_request_size_bounds_the_parts_of_a_multipart_body_together(lab: ForegroundServer) -> None:
+    from tests.e2e.conftest import LAB_MAX_REQUEST
+
+    part = b"x" * (LAB_MAX_REQUEST // 2 + 1000)
+    url = f"{lab.inference}/predictions/echo"
+    assert httpx.post(url, files={"a": ("a", part)}, timeout=60).status_code == 200  # one part fits
+    too_big = httpx.post(url, files={"a": ("a", part), "b": ("b", part)}, timeout=60)
+    assert too_big.status_code == 413
