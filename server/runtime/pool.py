@@ -220,6 +220,20 @@ class _Worker:
         return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu, _rss(pid))
 
 
+SOCKET_NAME_ROOM = len("/w-4294967295.sock")
+
+
+def _private_socket_dir() -> Path:
+    """A new 0700 folder for worker sockets: in the temp folder, unless its path is so long that a socket
+    path there would pass the OS limit (a deep TMPDIR); then in /tmp, else in /dev/shm."""
+    for parent in (None, "/tmp", "/dev/shm"):
+        made = Path(tempfile.mkdtemp(prefix="tsc-", dir=parent))  # mode 0700
+        if len(os.fsencode(made)) + SOCKET_NAME_ROOM <= AF_UNIX_PATH_MAX:
+            return made
+        made.rmdir()
+    raise OSError("no temporary folder with a path short enough for a Unix socket: set TMPDIR to a short path")
+
+
 def _rss(pid: int | None) -> int:
     if pid is None:
         return 0
@@ -526,7 +540,7 @@ class WorkerPool:
                 self._socket_dir_arg.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._socket_dir = self._socket_dir_arg
             else:
-                self._socket_dir = Path(tempfile.mkdtemp(prefix="tsc-workers-"))  # mode 0700
+                self._socket_dir = _private_socket_dir()
         return self._socket_dir
 
     def _request_stop(self, worker: _Worker) -> None:

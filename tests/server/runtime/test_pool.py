@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,16 @@ async def test_load_failure_raises_the_workers_error(make_pool) -> None:
     assert (info.value.status, info.value.message) == (507, "Out of resources")
     [worker] = pool.workers()
     assert worker.status in (WorkerStatus.STOPPED, WorkerStatus.LOADING)  # retrying with back-off
+
+
+@pytest.mark.asyncio
+async def test_a_deep_temp_folder_does_not_stop_the_workers(make_pool, tmp_path: Path, monkeypatch) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # sockets there would be longer than the OS allows
+    pool: WorkerPool = make_pool()
+    await pool.scale(1)
+    assert body(await pool.predict(make_request("r", "x")))["id"] == "r"
 
 
 @pytest.mark.asyncio
