@@ -29,6 +29,7 @@ from server.auth import TokenAuthority
 from server.config import Address, Settings
 from server.models.control import ModelControl
 from server.models.dataplane import DataPlane
+from server.models.download import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S
 from server.models.registry import Registry
 from server.models.snapshot import SnapshotWriter
 from server.models.store import ModelStore
@@ -55,12 +56,30 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _positive(settings: Settings, key: str, default: float) -> int | float:
+    """A positive number from ``config.properties`` (tsconsole's own keys), else ``default``."""
+    value = settings.get(key)
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        number = 0
+    if number <= 0:
+        log.warning("config: %s=%r is not a positive number; using %s", key, value, default)
+        return default
+    return int(number) if float(number).is_integer() else number
+
+
 class ModelServer:
     def __init__(self, settings: Settings, *, python: str | None = None) -> None:
         self.settings = settings
         self.python = python or sys.executable
         self.work_dir = Path(tempfile.mkdtemp(prefix="tsconsole-"))
-        self.store = ModelStore(settings.model_store, self.work_dir)
+        self.store = ModelStore(
+            settings.model_store,
+            self.work_dir,
+            max_download_bytes=_positive(settings, "max_download_size", DEFAULT_MAX_BYTES),
+            download_timeout_s=_positive(settings, "download_timeout", DEFAULT_TIMEOUT_S),
+        )
         self.metrics = ServerMetrics(settings)
         self._collector: asyncio.Task[None] | None = None
         env = worker_env(settings)

@@ -3,7 +3,8 @@
 Resolution follows TorchServe (spec §5.5) for local archives: ``..`` anywhere in the url is refused;
 the file name is the url's last path component, looked up in the model store; ``.mar`` files and
 tar.gz files are unpacked (with every safety check of `archiver.extract_archive`) into a fresh folder
-of the server's work directory; a folder is used in place once validated.
+of the server's work directory; a folder is used in place once validated. URLs allowed by ``allowed_urls``
+are downloaded into the store first (`server.models.download`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from archiver import ArchiveInfo, ArchiverError, Limits, extract_archive, inspect_archive
 from archiver.limits import DEFAULT_LIMITS
-from server.errors import DownloadArchiveError, InternalServerError, InvalidModel, ModelNotFound
+from server.errors import InternalServerError, InvalidModel, ModelNotFound
+from server.models.download import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, allowed, download
 
 ARCHIVE_SUFFIXES = (".mar", ".model", ".tar.gz")
 
@@ -34,35 +34,21 @@ def file_name(url: str) -> str:
     return path.rstrip("/").split("/")[-1]
 
 
-async def download(url: str, target: Path) -> None:
-    """Stream ``url`` into ``target`` (atomically); 400 DownloadArchiveException when it fails."""
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.download")
-    try:
-        if url.lower().startswith(("file://", "fil://")):
-            source = Path(urlsplit(url).path)
-            await asyncio.to_thread(shutil.copyfile, source, partial)
-        else:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-                if response.status != 200:
-                    raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
-                with open(partial, "wb") as out:
-                    async for chunk in response.content.iter_chunked(1024 * 1024):
-                        out.write(chunk)
-        partial.replace(target)
-    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
-        partial.unlink(missing_ok=True)
-        raise DownloadArchiveError(f"Failed to download archive from: {url}") from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
 class ModelStore:
-    def __init__(self, root: Path | None, work_dir: Path, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        root: Path | None,
+        work_dir: Path,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        max_download_bytes: int = DEFAULT_MAX_BYTES,
+        download_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.root = root
         self.work_dir = work_dir
         self.limits = limits
+        self.max_download_bytes = max_download_bytes
+        self.download_timeout_s = download_timeout_s
 
     def entries(self) -> list[Path]:
         """What ``load_models=all`` loads: every non-hidden folder or archive in the store."""
@@ -99,11 +85,11 @@ class ModelStore:
         if url and ".." in url:
             raise ModelNotFound(f"Relative path is not allowed in url: {url}")
         patterns = [p for p in allowed_urls.split(",") if p]
-        if url and any(re.fullmatch(p, url, flags=re.IGNORECASE) for p in patterns):
+        if url and allowed(url, patterns):
             target = self.root / file_name(url)
             if target.exists():
                 raise InternalServerError(f"Model file already exists {target.name}")
-            await download(url, target)
+            await download(url, target, patterns, max_bytes=self.max_download_bytes, timeout_s=self.download_timeout_s)
             return target, True
         if looks_like_url(url):
             raise ModelNotFound(f"Given URL {url} does not match any allowed URL(s)")
