@@ -90,7 +90,7 @@ class ModelServer:
         self.console = ConsoleAPI(self.registry, settings)  # the management listener's /console/... routes
         # The core every front door calls: management rules, inference, the Open Inference Protocol.
         self.control = ModelControl(self.registry, settings)
-        self.data = DataPlane(self.registry)
+        self.data = DataPlane(self.registry, settings.max_response_size)
         self.oip = OpenInference(self.data, self.control)
         self.auth = TokenAuthority(settings)
         self.grpc = GrpcServers(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from server.errors import RequestTooLarge
 from server.models.registry import ModelVersion, Registry
 from server.runtime.messages import Request, Response
 from server.runtime.pool import WorkerStatus
@@ -27,8 +28,17 @@ def is_ready(entry: ModelVersion) -> bool:
 
 
 class DataPlane:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, max_response_size: int = 0) -> None:
         self.registry = registry
+        self.max_response_size = max_response_size  # 0: no limit
+
+    def _bounded(self, response: Response) -> Response:
+        """``max_response_size`` bounds every answer, on every front door (413 / RESOURCE_EXHAUSTED)."""
+        if self.max_response_size and len(response.body) > self.max_response_size:
+            raise RequestTooLarge(
+                f"The answer ({len(response.body)} bytes) is larger than max_response_size ({self.max_response_size})"
+            )
+        return response
 
     # ---- health -------------------------------------------------------------------------------
 
@@ -55,7 +65,7 @@ class DataPlane:
     async def predict(self, name: str, version: str | None, request: Request) -> Response:
         """Queue ``request`` for the version (default when None) and return its worker's answer."""
         entry = self.registry.get(name, version)
-        return await entry.pool.predict(request, url_version=version)
+        return self._bounded(await entry.pool.predict(request, url_version=version))
 
     async def stream(self, name: str, version: str | None, request: Request) -> AsyncIterator[Response]:
         """Like `predict`, yielding each intermediate response of a streaming handler, then the last one.
@@ -65,4 +75,4 @@ class DataPlane:
         """
         entry = self.registry.get(name, version)
         async for response in entry.pool.predict_stream(request, url_version=version):
-            yield response
+            yield self._bounded(response)

@@ -175,9 +175,7 @@ class Registry:
         try:
             return await self._add(url, archive, downloaded, info, options)
         except BaseException:
-            self.store.discard(info, archive)
-            if downloaded:
-                archive.unlink(missing_ok=True)
+            await self.store.discard(info, archive, downloaded=downloaded)
             raise
 
     def _spec(
@@ -322,9 +320,7 @@ class Registry:
             elif self.defaults.get(entry.name) == entry.version:
                 self.defaults[entry.name] = next(iter(versions))
         await entry.pool.close(drain_s=drain_s)
-        self.store.discard(entry.info, entry.archive)
-        if entry.downloaded:
-            entry.archive.unlink(missing_ok=True)
+        await self.store.discard(entry.info, entry.archive, downloaded=entry.downloaded)
 
     # ---- startup ------------------------------------------------------------------------------
 

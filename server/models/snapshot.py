@@ -66,7 +66,7 @@ class SnapshotWriter:
         async with self._lock:
             folder = snapshot_dir(self.settings.log_location)
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            path = _new_path(folder, kind)
+            path = await asyncio.to_thread(_new_path, folder, kind)
             props = {k: v for k, v in self.settings.properties.items() if k != "model_snapshot"}
             props["model_snapshot"] = json.dumps(model_snapshot(self.registry, path.name), indent=2)
             text = format_properties(props, "Saving snapshot")

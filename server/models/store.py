@@ -111,7 +111,14 @@ class ModelStore:
             raise InvalidModel(f"{archive.name}: {exc}") from None
 
     @staticmethod
-    def discard(info: ArchiveInfo, archive: Path) -> None:
-        """Remove an unpacked copy (never a store folder used in place)."""
-        if not archive.is_dir() and info.path.exists():
-            shutil.rmtree(info.path, ignore_errors=True)
+    async def discard(info: ArchiveInfo, archive: Path, *, downloaded: bool = False) -> None:
+        """Remove an unpacked copy (never a store folder used in place), and the archive too when it was
+        downloaded for this registration; off the event loop."""
+
+        def remove() -> None:
+            if not archive.is_dir() and info.path.exists():
+                shutil.rmtree(info.path, ignore_errors=True)
+            if downloaded:
+                archive.unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)

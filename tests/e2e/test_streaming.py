@@ -98,3 +98,12 @@ def test_max_request_size_bounds_the_parts_of_a_multipart_body_together(lab: For
     assert httpx.post(url, files={"a": ("a", part)}, timeout=60).status_code == 200  # one part fits
     too_big = httpx.post(url, files={"a": ("a", part), "b": ("b", part)}, timeout=60)
     assert too_big.status_code == 413
+
+
+def test_max_response_size_bounds_the_answers(lab: ForegroundServer) -> None:
+    from tests.e2e.conftest import LAB_MAX_RESPONSE
+
+    url = f"{lab.inference}/predictions/echo"
+    assert httpx.post(url, content=b"x" * 1000, timeout=60).status_code == 200
+    too_big = httpx.post(url, content=b"x" * LAB_MAX_RESPONSE, timeout=60)  # echoed back, and more
+    assert too_big.status_code == 413 and "max_response_size" in too_big.json()["message"]

@@ -52,5 +52,5 @@ def test_unpacking_refuses_a_hostile_archive_and_cleans_up(store: ModelStore) ->
     assert not models.exists() or not any(models.iterdir())
     info = asyncio.run(store.unpack(store.root / "m.mar"))
     assert (info.path / "h.py").exists() and info.path.parent == models
-    store.discard(info, store.root / "m.mar")
+    asyncio.run(store.discard(info, store.root / "m.mar"))
     assert not info.path.exists()
