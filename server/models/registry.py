@@ -86,6 +86,12 @@ def _int(config: dict[str, Any], key: str) -> int | None:
     return value
 
 
+def start_failed(name: str, version: str, cause: ServeError) -> ServeError:
+    """TorchServe's message, and the worker's reason after it (TorchServe leaves the reason in its logs)."""
+    reason = f": {cause.message}" if cause.message else ""
+    return ServeError(f"Failed to start workers for model {name} version: {version}{reason}", status=cause.status)
+
+
 @dataclass(frozen=True)
 class RegisterOptions:
     """What a registration may set; None means: from model-config.yaml / config, else the defaults."""
@@ -270,7 +276,7 @@ class Registry:
             if options.loaded_at_startup:
                 raise
             await self._remove(entry)
-            raise ServeError(f"Failed to start workers for model {name} version: {version}", status=exc.status) from exc
+            raise start_failed(name, version, exc) from exc
         except BaseException:
             if not options.loaded_at_startup:
                 await self._remove(entry)
@@ -286,10 +292,7 @@ class Registry:
         try:
             await entry.pool.scale(min_workers, max_workers, wait=wait)
         except ServeError as exc:
-            version = url_version or "null"
-            raise ServeError(
-                f"Failed to start workers for model {entry.name} version: {version}", status=exc.status
-            ) from exc
+            raise start_failed(entry.name, url_version or "null", exc) from exc
 
     def set_default(self, name: str, version: str) -> None:
         if name not in self.models:

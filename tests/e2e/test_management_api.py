@@ -204,14 +204,15 @@ def test_register_json_body_async_and_failing_handler(server: ForegroundServer, 
     assert r.status_code == 200
     r = client.put(f"{mgmt}/models/bad", params={"min_worker": "1", "synchronous": "true"})
     assert r.status_code == 500
-    assert body(r)["message"] == "Failed to start workers for model bad version: null"
+    assert body(r)["message"].startswith("Failed to start workers for model bad version: null: ")
+    assert "no_such_module" in body(r)["message"]  # the worker's reason
     assert client.delete(f"{mgmt}/models/bad").status_code == 200
 
     # Synchronous registration that cannot start its workers is undone.
     r = client.post(f"{mgmt}/models", params={"url": "plain.mar", "model_name": "bad2", "handler": "no_such_module",
                                              "initial_workers": "1"})  # fmt: skip
     assert r.status_code == 500
-    assert body(r)["message"] == "Failed to start workers for model bad2 version: 1.0"
+    assert body(r)["message"].startswith("Failed to start workers for model bad2 version: 1.0: ")
     assert client.get(f"{mgmt}/models/bad2").status_code == 404
 
 
