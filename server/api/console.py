@@ -45,7 +45,15 @@ from archiver.writer import FORMAT_SUFFIXES
 from server.api.http import NO_CACHE_HEADERS, json_response, request_id
 from server.api.openapi import operation, param
 from server.config import Settings
-from server.errors import BadRequest, InternalServerError, MethodNotAllowed, ResourceNotFound, ServeError
+from server.errors import (
+    BadRequest,
+    Conflict,
+    InternalServerError,
+    MethodNotAllowed,
+    ResourceNotFound,
+    ServeError,
+    ServiceUnavailable,
+)
 from server.models.registry import Registry
 from server.runtime.pool import WorkerInfo
 from server.telemetry.system import GB, MB, PsutilNvmlSource, SystemStats, SystemStatsSource
@@ -64,6 +72,8 @@ KEEPALIVE_S = 15.0  # a comment line this often keeps proxies (and the client's 
 FOLLOW_CHUNK = 1 * MiB  # read at most this much per poll; a full chunk is followed at once by the next read
 MAX_PARTIAL_LINE = 1 * MiB  # a "line" without a newline longer than this is sent as it is
 DEFAULT_MAX_UPLOAD = 20 * GiB  # config key max_upload_size
+MAX_LOG_STREAMS = 16  # open /console/logs/{name}/follow streams at once
+MAX_UPLOADS = 2  # archive uploads received and built at once
 MAX_FIELD_BYTES = 64 * KiB  # a text form field (model_name, handler, ...)
 UPLOAD_CHUNK = 1 * MiB
 
@@ -555,6 +565,7 @@ class ConsoleAPI:
         self._system_thread.submit(psutil.cpu_percent, None)  # prime that thread's baseline
         self._closing: asyncio.Event | None = None
         self._streams = 0
+        self._uploads = 0
         self._idle: asyncio.Event | None = None
         self._store_lock = threading.Lock()
 
@@ -633,6 +644,8 @@ class ConsoleAPI:
         return json_response({"name": name, "lines": found})
 
     async def follow(self, request: web.Request, name: str) -> web.StreamResponse:
+        if self._streams >= MAX_LOG_STREAMS:
+            raise ServiceUnavailable(f"{MAX_LOG_STREAMS} log streams are open already; close one and try again.")
         history = self._lines_param(request)
         path = self._log_path(name)
         follower = LogFollower(path)
@@ -728,6 +741,15 @@ class ConsoleAPI:
     async def upload(self, request: web.Request) -> web.Response:
         if not self.settings.enable_model_api:
             raise MethodNotAllowed()
+        if self._uploads >= MAX_UPLOADS:
+            raise ServiceUnavailable(f"{MAX_UPLOADS} uploads are in progress; try again when one has finished.")
+        self._uploads += 1
+        try:
+            return await self._upload(request)
+        finally:
+            self._uploads -= 1
+
+    async def _upload(self, request: web.Request) -> web.Response:
         store = self.settings.model_store
         if store is None:
             raise ResourceNotFound("Model store has not been configured.")
@@ -748,7 +770,8 @@ class ConsoleAPI:
             except (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError) as exc:
                 raise BadRequest(f"The upload was interrupted: {exc or type(exc).__name__}") from None
             config = self._archive_config(upload, staging / "out")
-            result, info = await asyncio.to_thread(self._build, config, Path(store))
+            in_use = {entry.archive.resolve(): entry.name for entry in self.registry.all_versions()}
+            result, info = await asyncio.to_thread(self._build, config, Path(store), in_use)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)
         size = result.stat().st_size if result.is_file() else info.unpacked_bytes
@@ -893,8 +916,9 @@ class ConsoleAPI:
             "nor the file name of an uploaded handler_file."
         )
 
-    def _build(self, config: ModelArchiveConfig, store: Path) -> tuple[Path, ArchiveInfo]:
-        """Build in the staging folder, check it as every archive is checked, then move it into the store."""
+    def _build(self, config: ModelArchiveConfig, store: Path, in_use: dict[Path, str]) -> tuple[Path, ArchiveInfo]:
+        """Build in the staging folder, check it as every archive is checked, then move it into the store;
+        ``force`` never replaces an archive a registered model was loaded from (``in_use``)."""
         try:
             final: Path | None = None
             if config.archive_format in FORMAT_SUFFIXES:  # else the archiver says what is wrong, below
@@ -916,6 +940,9 @@ class ConsoleAPI:
                         f"{final} already exists.\nPlease specify --force/-f option to overwrite the model "
                         "archive output file.\nSee -h/--help for more details."
                     )
+                user = in_use.get(final.resolve())
+                if user is not None:
+                    raise Conflict(f"{final.name} is in use by model {user}: unregister it before replacing it.")
                 if final.is_dir() and not final.is_symlink():
                     shutil.rmtree(final)
                 else:

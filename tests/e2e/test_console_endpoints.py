@@ -253,6 +253,16 @@ def test_hostile_upload_names_are_neutralised(server: ForegroundServer) -> None:
     assert "h2.mar" not in store_listing(server)
 
 
+def test_force_never_replaces_the_archive_of_a_registered_model(server: ForegroundServer) -> None:
+    url = f"{server.urls['management']}/console/archives"
+    before = (server.store / "echo.mar").read_bytes()
+    handler = [("handler_file", ("h.py", b"def handle(data, context):\n    return data\n"))]
+    data = {"model_name": "echo", "version": "9", "handler": "h.py", "force": "true"}
+    r = httpx.post(url, data=data, files=handler)
+    assert r.status_code == 409 and "in use by model echo" in r.json()["message"]
+    assert (server.store / "echo.mar").read_bytes() == before
+
+
 def test_an_upload_over_the_cap_is_413_and_leaves_nothing(server: ForegroundServer, tmp_path: Path) -> None:
     before = store_listing(server)
     big = tmp_path / "weights.pth"

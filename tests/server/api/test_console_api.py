@@ -173,6 +173,23 @@ async def test_follow_streams_and_close_ends_it(make_client) -> None:
 
 
 @pytest.mark.asyncio
+async def test_log_streams_and_uploads_are_capped(make_client, monkeypatch) -> None:
+    import server.api.console as console_module
+
+    monkeypatch.setattr(console_module, "MAX_LOG_STREAMS", 1)
+    client, console = await make_client()
+    console.log_files["ts_log"].write_text("line\n")
+    first = await client.get("/console/logs/ts_log/follow")
+    assert first.status == 200
+    second = await client.get("/console/logs/ts_log/follow")
+    assert second.status == 503 and "log streams are open" in (await second.json())["message"]
+    await console.close()
+    monkeypatch.setattr(console_module, "MAX_UPLOADS", 0)
+    upload = await client.post("/console/archives", data={"model_name": "m"})
+    assert upload.status == 503 and "uploads are in progress" in (await upload.json())["message"]
+
+
+@pytest.mark.asyncio
 async def test_follow_sends_keep_alive_comments(make_client, monkeypatch) -> None:
     monkeypatch.setattr("server.api.console.KEEPALIVE_S", 0.3)
     client, console = await make_client()
