@@ -21,7 +21,7 @@ from server.api.grpc.management import ManagementServicer
 from server.api.grpc.oip import OpenInferenceServicer
 from server.api.grpc.server import GrpcServers
 from server.api.http import STATUS_HOOK, AccessLogger
-from server.api.inference import InferenceAPI
+from server.api.inference import BODY_TIMEOUT_S, InferenceAPI
 from server.api.management import ManagementAPI
 from server.api.metrics import metrics_app
 from server.api.oip_rest import OpenInferenceREST
@@ -132,7 +132,13 @@ class ModelServer:
         for key in s.unknown_keys:
             log.warning("config: unknown key %s is ignored", key)
         self.auth.start()
-        inference = InferenceAPI(self.data, OpenInferenceREST(self.oip), self.auth, startup_models=[])
+        inference = InferenceAPI(
+            self.data,
+            OpenInferenceREST(self.oip),
+            self.auth,
+            startup_models=[],
+            body_timeout_s=_positive(s, "request_body_timeout", BODY_TIMEOUT_S),
+        )
         management = ManagementAPI(self.control, self.auth, self.console)
         if s.inference_address == s.management_address:
             raise ListenError("one address for both the inference and management APIs is not supported yet")

@@ -8,6 +8,7 @@ leaves the queue without reaching a worker (or, in flight, has its answer droppe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,12 +18,13 @@ from server.api.http import json_response, new_app, request_id, segments, stamp
 from server.api.oip_rest import OpenInferenceREST
 from server.api.openapi import document, operation, param
 from server.auth import TokenAuthority
-from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound, ServeError
+from server.errors import BadRequest, MethodNotAllowed, RequestTimeout, ResourceNotFound, ServeError
 from server.models.dataplane import DataPlane
 from server.runtime.messages import InputItem, Request, Response
 
 log = logging.getLogger(__name__)
 STREAM_HEADER = "ts_stream_next"
+BODY_TIMEOUT_S = 60.0
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -31,7 +33,9 @@ def _mime(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
-async def to_request(request: web.Request, extra_headers: dict[str, str], *, query_inputs: bool) -> Request:
+async def to_request(
+    request: web.Request, extra_headers: dict[str, str], *, query_inputs: bool, body_timeout_s: float = BODY_TIMEOUT_S
+) -> Request:
     """How a request becomes handler input (spec §1.3)."""
     inputs: list[InputItem] = []
     if query_inputs:
@@ -56,7 +60,12 @@ async def to_request(request: web.Request, extra_headers: dict[str, str], *, que
             value = form.getone(key)
             inputs.append(InputItem(key, "", value.encode() if isinstance(value, str) else value.file.read()))
     else:
-        inputs.append(InputItem("body", mime, await request.read()))
+        try:
+            async with asyncio.timeout(body_timeout_s):  # a client that trickles its body does not hold on forever
+                body = await request.read()
+        except TimeoutError:
+            raise RequestTimeout(f"The request body did not arrive within {body_timeout_s:g} s.") from None
+        inputs.append(InputItem("body", mime, body))
     headers = [(k, v) for k, v in request.headers.items()] + list(extra_headers.items())
     for name, value in headers:  # the worker protocol carries UTF-8: refuse here, never fail a batch
         try:
@@ -134,12 +143,19 @@ class InferenceAPI:
     """Parses inference requests and renders `DataPlane`'s answers; Open Inference Protocol paths go to `oip`."""
 
     def __init__(
-        self, data: DataPlane, oip: OpenInferenceREST, auth: TokenAuthority, startup_models: list[str] | None = None
+        self,
+        data: DataPlane,
+        oip: OpenInferenceREST,
+        auth: TokenAuthority,
+        startup_models: list[str] | None = None,
+        *,
+        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.data = data
         self.oip = oip
         self.auth = auth
         self.startup_models = startup_models or []
+        self.body_timeout_s = body_timeout_s
 
     def app(self, max_request_size: int) -> web.Application:
         return new_app(self.dispatch, max_request_size)
@@ -196,13 +212,13 @@ class InferenceAPI:
         query_inputs: bool = False,
     ) -> web.StreamResponse:
         self.data.registry.get(model, version)  # 404 before reading a body for an unknown model
-        job = await to_request(request, headers, query_inputs=query_inputs)
+        job = await to_request(request, headers, query_inputs=query_inputs, body_timeout_s=self.body_timeout_s)
         return await respond(request, self.data.stream(model, version, job))
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
         """SageMaker's route: the model from ``?model_name=``, a form field of that name, or the only model
         loaded at startup. The body is read once, so multipart bodies work (TorchServe answers 500)."""
-        job = await to_request(request, {}, query_inputs=True)
+        job = await to_request(request, {}, query_inputs=True, body_timeout_s=self.body_timeout_s)
         model = request.query.get("model_name")
         if model is None and _mime(request) in FORM_TYPES:
             field = next((item for item in job.inputs if item.name == "model_name"), None)

@@ -35,6 +35,8 @@ class Params:
                 body = json.loads(await request.read() or b"{}")
             except ValueError:
                 raise BadRequest("Invalid JSON in the request body.") from None
+            except RecursionError:
+                raise BadRequest("The JSON of the request body is nested too deeply.") from None
             if not isinstance(body, dict):
                 raise BadRequest("The request body must be a JSON object.")
             return cls(body)

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from archiver.manifest import is_valid_name
 from server.config import Settings
 from server.errors import (
     BadRequest,
@@ -165,6 +166,11 @@ class ModelControl:
         self.require_model_api()
         if url is None:
             raise BadRequest("Parameter url is required.")
+        if options.name is not None and (not is_valid_name(options.name) or "\n" in options.name):
+            raise BadRequest(
+                f"Invalid model name {options.name!r}: use letters, digits, '_', '-' and '.', starting with a letter "
+                "or a digit (as torch-model-archiver requires)."
+            )
         if options.workers is not None and options.workers > self.max_workers:
             raise BadRequest(f"initial_workers cannot be more than {self.max_workers}.")
         entry = await self.registry.register(url, options)

@@ -56,6 +56,8 @@ def _load_json(header: bytes) -> dict[str, Any]:
         doc = json.loads(header)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"The inference request is not valid JSON: {e}") from e
+    except RecursionError:
+        raise BadRequest("The inference request's JSON is nested too deeply.") from None
     if not isinstance(doc, dict):
         raise BadRequest(f"The inference request must be a JSON object, got {type(doc).__name__}.")
     return doc

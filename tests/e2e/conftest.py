@@ -266,6 +266,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForegroundServer]:
         "metrics_mode": "prometheus",
         "max_request_size": str(LAB_MAX_REQUEST),
         "max_response_size": str(LAB_MAX_RESPONSE),
+        "request_body_timeout": "1",
     }
     server = ForegroundServer(cwd, ["--model-store", "store", "--models", "all", "--ncs"], config=config)
     yield server

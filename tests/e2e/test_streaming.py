@@ -107,3 +107,22 @@ def test_max_response_size_bounds_the_answers(lab: ForegroundServer) -> None:
     assert httpx.post(url, content=b"x" * 1000, timeout=60).status_code == 200
     too_big = httpx.post(url, content=b"x" * LAB_MAX_RESPONSE, timeout=60)  # echoed back, and more
     assert too_big.status_code == 413 and "max_response_size" in too_big.json()["message"]
+
+
+def test_hostile_inputs_get_a_clear_error(lab: ForegroundServer) -> None:
+    address = urlsplit(lab.inference)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as slow:
+        slow.sendall(b"POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")  # 1 of 10
+        answer = slow.recv(65536).decode("latin-1")  # request_body_timeout=1 in the lab
+    assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer
+    huge_header = httpx.post(f"{lab.inference}/predictions/echo", content=b"x", headers={"X-Big": "y" * 20000})
+    assert huge_header.status_code in (400, 431)
+    deep = "[" * 100_000 + "]" * 100_000
+    oip = httpx.post(f"{lab.inference}/v2/models/echo/infer", content=deep)
+    assert oip.status_code == 400 and "nested too deeply" in oip.json()["error"]
+    management = lab.urls["management"]
+    register = httpx.post(f"{management}/models", content=deep, headers={"Content-Type": "application/json"})
+    assert register.status_code == 400 and "nested too deeply" in register.json()["message"]
+    bad_name = httpx.post(f"{management}/models", params={"url": "echo.mar", "model_name": "../x"})
+    assert bad_name.status_code == 400 and "Invalid model name" in bad_name.json()["message"]
+    assert httpx.post(f"{lab.inference}/predictions/echo", content=b"still fine").status_code == 200
