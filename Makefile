@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt screenshots protos clean
+.PHONY: run test lint fmt screenshots protos stress clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ fmt: $(STAMP)
 # The README's pictures of the console: screenshots/<screen>.svg and .png, from the snapshot tests' fixed data.
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py
+
+# Reliability figures under load (docs/reliability.md): lost requests while scaling, unregistering and stopping,
+# failures per worker crash, frontend memory over a soak (STRESS_SOAK_S seconds, default 120). Not in `make test`.
+stress: $(STAMP)
+	$(BIN)/python -m pytest tests/stress -m stress -s -p no:cacheprovider
 
 # The gRPC messages and stubs under server/api/grpc/proto/, from the .proto files there (committed; run after editing one).
 protos: $(STAMP)
