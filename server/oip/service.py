@@ -29,7 +29,7 @@ from server.oip.tensors import InferRequest, InferResponse
 
 log = logging.getLogger(__name__)
 SERVER_NAME = "tsconsole"
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data"]  # Triton's binary tensor extension (REST)
 KSERVE_ENVELOPES = ("kserve", "kservev2")
 PLATFORM = "pytorch_torchserve"
 

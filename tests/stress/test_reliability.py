@@ -159,8 +159,12 @@ def test_failures_per_worker_crash_and_time_to_recover(server: ForegroundServer)
     assert recovered is not None
 
 
+SOAK_S = float(os.environ.get("STRESS_SOAK_S", "120"))
+
+
+@pytest.mark.timeout(SOAK_S + 300)
 def test_frontend_memory_over_a_soak(server: ForegroundServer) -> None:
-    seconds = float(os.environ.get("STRESS_SOAK_S", "120"))
+    seconds = SOAK_S
     frontend = psutil.Process(server.proc.pid)
     with Load(f"{server.inference}/predictions/echo") as load:
         time.sleep(min(10.0, seconds / 4))  # warm up
