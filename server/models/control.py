@@ -25,6 +25,7 @@ from server.errors import (
 )
 from server.models.registry import ModelVersion, RegisterOptions, Registry
 from server.runtime.messages import Request
+from server.runtime.pool import WorkerInfo
 
 # No client needs more workers than this for one model version; larger counts are typos.
 DEFAULT_MAX_WORKERS_PER_MODEL = 256
@@ -49,10 +50,9 @@ def start_time_text(epoch: float) -> str:
     return f"{stamp}.{int(epoch * 1000) % 1000:03d}Z"
 
 
-def describe(entry: ModelVersion) -> dict[str, Any]:
+def describe(entry: ModelVersion, workers: list[WorkerInfo]) -> dict[str, Any]:
     """One element of the describe array, fields in TorchServe's order (spec §2.4)."""
     spec, config = entry.spec, entry.config
-    workers = entry.pool.workers()
     out: dict[str, Any] = {
         "modelName": entry.name,
         "modelVersion": entry.version,
@@ -131,9 +131,9 @@ class ModelControl:
     async def describe(self, name: str, version: str | None = None, *, customized: bool = False) -> list[Any]:
         """``describe`` of one version (the default when None), or of every version for ``"all"``."""
         if version == "all":
-            return [describe(v) for v in self.registry.versions(name)]
+            return [describe(v, await v.pool.measured_workers()) for v in self.registry.versions(name)]
         entry = self.registry.get(name, version)
-        body = describe(entry)
+        body = describe(entry, await entry.pool.measured_workers())
         if customized:
             body["customizedMetadata"] = await self.customized_metadata(entry)
         return [body]

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -217,7 +218,7 @@ class _Worker:
 
     def info(self) -> WorkerInfo:
         pid = self.inst.proc.pid if self.inst is not None else None
-        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu, _rss(pid))
+        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu)
 
 
 SOCKET_NAME_ROOM = len("/w-4294967295.sock")
@@ -332,6 +333,12 @@ class WorkerPool:
     def workers(self) -> list[WorkerInfo]:
         """Every worker slot, oldest first (stopping ones included until their process is gone)."""
         return [w.info() for w in self._workers]
+
+    async def measured_workers(self) -> list[WorkerInfo]:
+        """`workers` with each process's resident memory, read by a thread (never on the event loop)."""
+        infos = self.workers()
+        sizes = await asyncio.to_thread(lambda: [_rss(info.pid) for info in infos])
+        return [dataclasses.replace(info, memory=size) for info, size in zip(infos, sizes, strict=True)]
 
     async def scale(
         self,

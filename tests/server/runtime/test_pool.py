@@ -223,6 +223,16 @@ async def test_load_failure_raises_the_workers_error(make_pool) -> None:
 
 
 @pytest.mark.asyncio
+async def test_measured_workers_carry_their_resident_memory(make_pool) -> None:
+    pool: WorkerPool = make_pool()
+    await pool.scale(1)
+    [plain] = pool.workers()
+    [measured] = await pool.measured_workers()
+    assert plain.memory == 0  # workers() never calls psutil on the event loop
+    assert measured.memory > 2**20  # a live Python process: more than a MiB resident
+
+
+@pytest.mark.asyncio
 async def test_a_deep_temp_folder_does_not_stop_the_workers(make_pool, tmp_path: Path, monkeypatch) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
