@@ -56,19 +56,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _positive(settings: Settings, key: str, default: float) -> int | float:
-    """A positive number from ``config.properties`` (tsconsole's own keys), else ``default``."""
-    value = settings.get(key)
-    try:
-        number = float(value) if value else default
-    except ValueError:
-        number = 0
-    if number <= 0:
-        log.warning("config: %s=%r is not a positive number; using %s", key, value, default)
-        return default
-    return int(number) if float(number).is_integer() else number
-
-
 class ModelServer:
     def __init__(self, settings: Settings, *, python: str | None = None) -> None:
         self.settings = settings
@@ -77,8 +64,8 @@ class ModelServer:
         self.store = ModelStore(
             settings.model_store,
             self.work_dir,
-            max_download_bytes=_positive(settings, "max_download_size", DEFAULT_MAX_BYTES),
-            download_timeout_s=_positive(settings, "download_timeout", DEFAULT_TIMEOUT_S),
+            max_download_bytes=int(settings.positive("max_download_size", DEFAULT_MAX_BYTES)),
+            download_timeout_s=settings.positive("download_timeout", DEFAULT_TIMEOUT_S),
         )
         self.metrics = ServerMetrics(settings)
         self._collector: asyncio.Task[None] | None = None
@@ -137,7 +124,7 @@ class ModelServer:
             OpenInferenceREST(self.oip),
             self.auth,
             startup_models=[],
-            body_timeout_s=_positive(s, "request_body_timeout", BODY_TIMEOUT_S),
+            body_timeout_s=s.positive("request_body_timeout", BODY_TIMEOUT_S),
         )
         management = ManagementAPI(self.control, self.auth, self.console)
         if s.inference_address == s.management_address:

@@ -89,7 +89,7 @@ class TokenAuthority:
     def __init__(self, settings: Settings, directory: Path | None = None, clock: Callable[[], float] = time.time):
         self.enabled = not settings.disable_token_authorization
         self.path = (directory or Path.cwd()) / KEY_FILE
-        self.lifetime_s = 60 * _minutes(settings.get("token_expiration_min"))
+        self.lifetime_s = 60 * settings.positive("token_expiration_min", 60.0)
         self.clock = clock
         self.keys: dict[str, Key] = {}
         self._settings = settings
@@ -157,11 +157,3 @@ class TokenAuthority:
         self.keys[kind] = self._new(self.clock())
         await asyncio.to_thread(self._write)
         log.info("Token Authorization: a new %s key", kind)
-
-
-def _minutes(value: str | None) -> float:
-    try:
-        minutes = float(value) if value else 60.0
-    except ValueError:
-        minutes = 60.0
-    return minutes if minutes > 0 else 60.0

@@ -9,6 +9,7 @@ command-line flags > file. No other module reads the environment or config files
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from server.properties import parse_properties
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -226,6 +229,18 @@ class Settings:
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.properties.get(key, default)
+
+    def positive(self, key: str, default: float) -> float:
+        """A positive number under ``key`` (tsconsole's own keys, ``token_expiration_min``), else ``default``."""
+        value = self.get(key)
+        try:
+            number = float(value) if value and value.strip() else default
+        except ValueError:
+            number = 0
+        if number <= 0:
+            log.warning("config: %s=%r is not a positive number; using %s", key, value, default)
+            return default
+        return number
 
 
 def latest_snapshot(log_location: Path) -> Path | None:

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from server.auth import KEY_FILE
 from tsconsole.client import read_key_file
+from tsconsole.connection import KEY_FILE
 
 STARTED = "Model server started."
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 
 from archiver.cli import main as archive_main
-from server.auth import KEY_FILE
 from tsconsole.client import read_key_file
+from tsconsole.connection import KEY_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits"

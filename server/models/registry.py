@@ -1,6 +1,6 @@
 """The registry of models: names, versions, the default version, and the worker pool of each version.
 
-Protocol-independent: the REST (and later gRPC / KServe) adapters call this, never a worker directly.
+Protocol-independent: `ModelControl` and `DataPlane` (server/models) build on it; no front door calls a worker.
 Parameter precedence follows TorchServe 0.12's code (spec §2.2), which differs from its docs.
 """
 
@@ -29,7 +29,6 @@ from server.errors import (
     ServeError,
 )
 from server.models.store import ModelStore
-from server.runtime.messages import Request, Response
 from server.runtime.pool import ModelSpec, WorkerPool
 
 log = logging.getLogger("server.models.registry")
@@ -145,10 +144,6 @@ class Registry:
 
     def is_default(self, entry: ModelVersion) -> bool:
         return self.defaults.get(entry.name) == entry.version
-
-    async def predict(self, name: str, version: str | None, request: Request) -> Response:
-        model = self.get(name, version)
-        return await model.pool.predict(request, url_version=version)
 
     def all_versions(self) -> list[ModelVersion]:
         return [v for versions in self.models.values() for v in versions.values()]
