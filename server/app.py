@@ -20,8 +20,8 @@ from server.api.grpc.inference import InferenceServicer
 from server.api.grpc.management import ManagementServicer
 from server.api.grpc.oip import OpenInferenceServicer
 from server.api.grpc.server import GrpcServers
-from server.api.http import STATUS_HOOK, AccessLogger
-from server.api.inference import BODY_TIMEOUT_S, InferenceAPI
+from server.api.http import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S, STATUS_HOOK, AccessLogger
+from server.api.inference import InferenceAPI
 from server.api.management import ManagementAPI
 from server.api.metrics import metrics_app
 from server.api.oip_rest import OpenInferenceREST
@@ -97,6 +97,7 @@ class ModelServer:
     async def _listen(self, app: web.Application, address: Address, name: str, *, cancel: bool = False) -> None:
         """Serve ``app`` at ``address``; ``cancel``: a client that disconnects cancels its request's handler."""
         app[STATUS_HOOK] = self.metrics.http_response
+        app[BODY_TIMEOUT] = self.settings.positive("request_body_timeout", DEFAULT_BODY_TIMEOUT_S)
         runner = web.AppRunner(app, access_log_class=AccessLogger, handle_signals=False, handler_cancellation=cancel)
         await runner.setup()
         self.runners.append(runner)
@@ -124,7 +125,6 @@ class ModelServer:
             OpenInferenceREST(self.oip),
             self.auth,
             startup_models=[],
-            body_timeout_s=s.positive("request_body_timeout", BODY_TIMEOUT_S),
         )
         management = ManagementAPI(self.control, self.auth, self.console)
         if s.inference_address == s.management_address:

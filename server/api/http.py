@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from server.errors import Forbidden, InternalServerError, MethodNotAllowed, ResourceNotFound, ServeError
+from server.errors import (
+    Forbidden,
+    InternalServerError,
+    MethodNotAllowed,
+    RequestTimeout,
+    ResourceNotFound,
+    ServeError,
+)
 from server.telemetry.logs import ACCESS_LOG
 
 log = logging.getLogger("server.api")
@@ -27,6 +36,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = web.RequestKey("request_id", str)
 # Told the status of every response a listener writes (the Requests2XX/4XX/5XX metrics).
 STATUS_HOOK = web.AppKey("status_hook", Callable[[int], None])
+# How long a request's whole body may take to arrive (config ``request_body_timeout``, seconds).
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
+DEFAULT_BODY_TIMEOUT_S = 60.0
 
 
 def render_json(obj: Any) -> str:
@@ -44,6 +56,28 @@ def error_response(error: ServeError) -> web.Response:
 
 def request_id(request: web.Request) -> str:
     return request[REQUEST_ID]
+
+
+def body_timeout(request: web.Request) -> float:
+    return request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)
+
+
+@contextlib.asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Read a request's body inside this block: a client that trickles it (slowloris) gets 408 after
+    ``request_body_timeout`` seconds instead of holding a connection and its buffers forever."""
+    seconds = body_timeout(request)
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body (at most ``max_request_size``: aiohttp answers 413 beyond), within the body deadline."""
+    async with body_deadline(request):
+        return await request.read()
 
 
 @web.middleware

@@ -8,23 +8,21 @@ leaves the queue without reaching a worker (or, in flight, has its answer droppe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.api.http import json_response, new_app, request_id, segments, stamp
+from server.api.http import body_deadline, json_response, new_app, request_id, segments, stamp
 from server.api.oip_rest import OpenInferenceREST
 from server.api.openapi import document, operation, param
 from server.auth import TokenAuthority
-from server.errors import BadRequest, MethodNotAllowed, RequestTimeout, ResourceNotFound, ServeError
+from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound, ServeError
 from server.models.dataplane import DataPlane
 from server.runtime.messages import InputItem, Request, Response
 
 log = logging.getLogger(__name__)
 STREAM_HEADER = "ts_stream_next"
-BODY_TIMEOUT_S = 60.0
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -33,16 +31,28 @@ def _mime(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
-async def to_request(
-    request: web.Request, extra_headers: dict[str, str], *, query_inputs: bool, body_timeout_s: float = BODY_TIMEOUT_S
-) -> Request:
-    """How a request becomes handler input (spec §1.3)."""
+async def to_request(request: web.Request, extra_headers: dict[str, str], *, query_inputs: bool) -> Request:
+    """How a request becomes handler input (spec §1.3); the body, in any form, within ``request_body_timeout``."""
     inputs: list[InputItem] = []
     if query_inputs:
         for key in dict.fromkeys(request.query.keys()):
             inputs.append(InputItem(key, "", request.query.getone(key).encode()))
     mime = _mime(request)
+    async with body_deadline(request):
+        inputs += await _body_inputs(request, mime)
+    headers = [(k, v) for k, v in request.headers.items()] + list(extra_headers.items())
+    for name, value in headers:  # the worker protocol carries UTF-8: refuse here, never fail a batch
+        try:
+            name.encode("utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"Header {name.encode('utf-8', 'replace').decode()!r} is not valid UTF-8.") from None
+    return Request(request_id=request_id(request), headers=headers, inputs=inputs)
+
+
+async def _body_inputs(request: web.Request, mime: str) -> list[InputItem]:
     if mime == "multipart/form-data":
+        inputs = []
         reader = await request.multipart()
         total = 0
         while (part := await reader.next()) is not None:
@@ -54,26 +64,15 @@ async def to_request(
                     raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=total)
                 value += chunk
             inputs.append(InputItem(part.name or "", content_type, bytes(value)))
-    elif mime == "application/x-www-form-urlencoded":
+        return inputs
+    if mime == "application/x-www-form-urlencoded":
         form = await request.post()
-        for key in form:
-            value = form.getone(key)
-            inputs.append(InputItem(key, "", value.encode() if isinstance(value, str) else value.file.read()))
-    else:
-        try:
-            async with asyncio.timeout(body_timeout_s):  # a client that trickles its body does not hold on forever
-                body = await request.read()
-        except TimeoutError:
-            raise RequestTimeout(f"The request body did not arrive within {body_timeout_s:g} s.") from None
-        inputs.append(InputItem("body", mime, body))
-    headers = [(k, v) for k, v in request.headers.items()] + list(extra_headers.items())
-    for name, value in headers:  # the worker protocol carries UTF-8: refuse here, never fail a batch
-        try:
-            name.encode("utf-8")
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(f"Header {name.encode('utf-8', 'replace').decode()!r} is not valid UTF-8.") from None
-    return Request(request_id=request_id(request), headers=headers, inputs=inputs)
+        return [
+            InputItem(key, "", value.encode() if isinstance(value, str) else value.file.read())
+            for key in form
+            for value in [form.getone(key)]
+        ]
+    return [InputItem("body", mime, await request.read())]
 
 
 class HandlerResponse(web.Response):
@@ -148,14 +147,11 @@ class InferenceAPI:
         oip: OpenInferenceREST,
         auth: TokenAuthority,
         startup_models: list[str] | None = None,
-        *,
-        body_timeout_s: float = BODY_TIMEOUT_S,
     ) -> None:
         self.data = data
         self.oip = oip
         self.auth = auth
         self.startup_models = startup_models or []
-        self.body_timeout_s = body_timeout_s
 
     def app(self, max_request_size: int) -> web.Application:
         return new_app(self.dispatch, max_request_size)
@@ -212,13 +208,13 @@ class InferenceAPI:
         query_inputs: bool = False,
     ) -> web.StreamResponse:
         self.data.registry.get(model, version)  # 404 before reading a body for an unknown model
-        job = await to_request(request, headers, query_inputs=query_inputs, body_timeout_s=self.body_timeout_s)
+        job = await to_request(request, headers, query_inputs=query_inputs)
         return await respond(request, self.data.stream(model, version, job))
 
     async def invocations(self, request: web.Request) -> web.StreamResponse:
         """SageMaker's route: the model from ``?model_name=``, a form field of that name, or the only model
         loaded at startup. The body is read once, so multipart bodies work (TorchServe answers 500)."""
-        job = await to_request(request, {}, query_inputs=True, body_timeout_s=self.body_timeout_s)
+        job = await to_request(request, {}, query_inputs=True)
         model = request.query.get("model_name")
         if model is None and _mime(request) in FORM_TYPES:
             field = next((item for item in job.inputs if item.name == "model_name"), None)

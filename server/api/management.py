@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from server.api.console import ConsoleAPI, console_paths
-from server.api.http import json_response, new_app, refuse_cross_origin_writes, segments
+from server.api.http import json_response, new_app, read_body, refuse_cross_origin_writes, segments
 from server.api.openapi import document, operation, param
 from server.auth import TokenAuthority
 from server.errors import BadRequest, MethodNotAllowed, ResourceNotFound
@@ -32,7 +32,7 @@ class Params:
     async def of(cls, request: web.Request, *, json_body: bool = False) -> Params:
         if json_body and request.headers.get("Content-Type", "").split(";")[0].strip().lower() == "application/json":
             try:
-                body = json.loads(await request.read() or b"{}")
+                body = json.loads(await read_body(request) or b"{}")
             except ValueError:
                 raise BadRequest("Invalid JSON in the request body.") from None
             except RecursionError:

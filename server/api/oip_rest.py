@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.api.http import render_json
+from server.api.http import read_body, render_json
 from server.errors import MethodNotAllowed, ResourceNotFound, ServeError
 from server.oip.rest import HEADER_LENGTH, parse_infer_request, render_infer_response
 from server.oip.service import OpenInference
@@ -69,7 +69,7 @@ class OpenInferenceREST:
         if tail == ["infer"]:
             _only(method, "POST")
             oip.registry.get(model, version)  # 404 before reading a body for an unknown model
-            body = await request.read()
+            body = await read_body(request)
             parsed = parse_infer_request(model, version, body, request.headers.get(HEADER_LENGTH))
             answer = await oip.infer(parsed)
             payload, headers = render_infer_response(answer, parsed)

@@ -109,12 +109,37 @@ def test_max_response_size_bounds_the_answers(lab: ForegroundServer) -> None:
     assert too_big.status_code == 413 and "max_response_size" in too_big.json()["message"]
 
 
-def test_hostile_inputs_get_a_clear_error(lab: ForegroundServer) -> None:
-    address = urlsplit(lab.inference)
+def _trickle(url: str, path: str, content_type: str, first_bytes: bytes) -> str:
+    """Send a request's head and the first bytes of a longer body, then nothing: the server's answer."""
+    address = urlsplit(url)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 100000\r\n\r\n"
     with socket.create_connection((address.hostname, address.port), timeout=30) as slow:
-        slow.sendall(b"POST /predictions/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")  # 1 of 10
-        answer = slow.recv(65536).decode("latin-1")  # request_body_timeout=1 in the lab
+        slow.sendall(head.encode() + first_bytes)
+        return slow.recv(65536).decode("latin-1")
+
+
+MULTIPART_START = b'--B\r\nContent-Disposition: form-data; name="data"; filename="x"\r\n\r\nxx'
+
+
+@pytest.mark.parametrize(
+    ("listener", "path", "content_type", "first_bytes"),
+    [
+        ("inference", "/predictions/echo", "application/octet-stream", b"x"),
+        ("inference", "/predictions/echo", "multipart/form-data; boundary=B", MULTIPART_START),
+        ("inference", "/predictions/echo", "application/x-www-form-urlencoded", b"data=x"),
+        ("inference", "/v2/models/echo/infer", "application/json", b"{"),
+        ("management", "/models", "application/json", b"{"),
+    ],
+)
+def test_a_body_that_trickles_gets_408(
+    lab: ForegroundServer, listener: str, path: str, content_type: str, first_bytes: bytes
+) -> None:
+    answer = _trickle(lab.urls[listener], path, content_type, first_bytes)  # request_body_timeout=1 in the lab
     assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer
+    assert httpx.post(f"{lab.inference}/predictions/echo", content=b"still fine").status_code == 200
+
+
+def test_hostile_inputs_get_a_clear_error(lab: ForegroundServer) -> None:
     huge_header = httpx.post(f"{lab.inference}/predictions/echo", content=b"x", headers={"X-Big": "y" * 20000})
     assert huge_header.status_code in (400, 431)
     deep = "[" * 100_000 + "]" * 100_000
