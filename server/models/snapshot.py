@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from server.config import Settings, latest_snapshot
-from server.properties import format_properties
+from server.models.store import file_name
+from server.properties import format_properties, parse_properties
 
 SUFFIX = ".cfg"
 
 
-__all__ = ["SnapshotWriter", "latest_snapshot", "model_snapshot", "snapshot_dir"]
+__all__ = ["SnapshotWriter", "latest_snapshot", "model_snapshot", "snapshot_archives", "snapshot_dir"]
 
 
 def snapshot_dir(log_location: Path) -> Path:
@@ -41,6 +42,34 @@ def model_snapshot(registry: Any, name: str) -> dict[str, Any]:
         }
         models.setdefault(entry.name, {})[entry.version] = saved
     return {"name": name, "modelCount": len(models), "created": int(time.time() * 1000), "models": models}
+
+
+def _saved_models(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(parse_properties(path.read_text(encoding="utf-8")).get("model_snapshot") or "{}")
+    except (OSError, ValueError):
+        return {}
+    models = saved.get("models") if isinstance(saved, dict) else None
+    return models if isinstance(models, dict) else {}
+
+
+def snapshot_archives(settings: Settings, store: Path) -> dict[Path, str]:
+    """The store entries the snapshots a restart would read name (resolved path -> snapshot file name): the
+    newest snapshot under ``log_location``, and the snapshot this server started from. Blocking (reads files)."""
+    sources: list[tuple[str, dict[str, Any]]] = []
+    newest = latest_snapshot(settings.log_location)
+    if newest is not None:
+        sources.append((newest.name, _saved_models(newest)))
+    if settings.model_snapshot is not None and settings.config_file is not None:
+        sources.append((settings.config_file.name, settings.model_snapshot.get("models") or {}))
+    found: dict[Path, str] = {}
+    for snapshot, models in sources:
+        for versions in models.values():
+            for saved in versions.values() if isinstance(versions, dict) else ():
+                mar = saved.get("marName") if isinstance(saved, dict) else None
+                if isinstance(mar, str) and file_name(mar):
+                    found.setdefault((store / file_name(mar)).resolve(), snapshot)
+    return found
 
 
 def _new_path(folder: Path, kind: str) -> Path:

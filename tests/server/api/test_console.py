@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from server.api.console import (
-    GpuDetails,
-    LogFollower,
-    NvmlProbe,
-    SystemSampler,
-    WorkerRef,
-    read_last_lines,
-    safe_file_name,
-    sse_lines,
-    tail_file,
-)
+from server.console.logs import LogFollower, read_last_lines, sse_lines, tail_file
+from server.console.system import GpuDetails, NvmlProbe, SystemSampler, WorkerRef
+from server.console.uploads import safe_file_name
 from server.errors import BadRequest
 from server.runtime.pool import WorkerInfo
 from server.telemetry.system import GpuStats, SystemStats

@@ -17,6 +17,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.api.console import ConsoleAPI
+from server.api.http import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S
 from server.api.management import ManagementAPI
 from server.auth import TokenAuthority
 from server.config import load_settings
@@ -58,7 +59,9 @@ async def make_client(tmp_path: Path) -> AsyncIterator[Callable]:
         registry = Registry(settings, ModelStore(settings.model_store, cwd / "work"), no_pool)
         console = ConsoleAPI(registry, settings, stats_source=FakeSource())
         management = ManagementAPI(ModelControl(registry, settings), TokenAuthority(settings, cwd), console)
-        client = TestClient(TestServer(management.app(settings.max_request_size)))
+        app = management.app(settings.max_request_size)
+        app[BODY_TIMEOUT] = settings.positive("request_body_timeout", DEFAULT_BODY_TIMEOUT_S)  # as the server does
+        client = TestClient(TestServer(app))
         await client.start_server()
         made.append((client, console))
         return client, console
@@ -184,7 +187,7 @@ async def test_log_streams_and_uploads_are_capped(make_client, monkeypatch) -> N
     second = await client.get("/console/logs/ts_log/follow")
     assert second.status == 503 and "log streams are open" in (await second.json())["message"]
     await console.close()
-    monkeypatch.setattr(console_module, "MAX_UPLOADS", 0)
+    monkeypatch.setattr("server.console.uploads.MAX_UPLOADS", 0)
     upload = await client.post("/console/archives", data={"model_name": "m"})
     assert upload.status == 503 and "uploads are in progress" in (await upload.json())["message"]
 
@@ -382,3 +385,47 @@ async def test_other_archive_formats(make_client, archive_format: str, archive: 
     response = await client.post("/console/archives", data=form(fields, [("handler_file", "h.py", b"# new\n")]))
     assert response.status == 200, await response.text()
     assert [p.name for p in store_of(console).iterdir()] == [archive]
+
+
+@pytest.mark.asyncio
+async def test_force_never_replaces_an_archive_a_snapshot_names(make_client) -> None:
+    client, console = await make_client()
+    fields = {"model_name": "saved", "version": "1.0", "handler": "base_handler"}
+    assert (await client.post("/console/archives", data=form(fields, []))).status == 200
+    before = (store_of(console) / "saved.mar").read_bytes()
+    # a snapshot (as the server writes them; a restart without --ncs restores it) names saved.mar
+    snapshots = console.settings.log_location / "config"
+    snapshots.mkdir()
+    saved = {"models": {"saved": {"1.0": {"defaultVersion": True, "marName": "saved.mar", "minWorkers": 1}}}}
+    text = "model_store=store\nmodel_snapshot=" + json.dumps(saved) + "\n"
+    (snapshots / "20261207120000000-snapshot.cfg").write_text(text)
+    forced = form(fields | {"version": "2.0", "force": "true"}, [])
+    response = await client.post("/console/archives", data=forced)
+    body = await response.json()
+    assert response.status == 409, body
+    assert "named by the config snapshot 20261207120000000-snapshot.cfg" in body["message"]
+    assert (store_of(console) / "saved.mar").read_bytes() == before
+    # a newer snapshot that no longer names it (the model was unregistered): force may replace it
+    (snapshots / "20261207130000000-snapshot.cfg").write_text("model_snapshot=" + json.dumps({"models": {}}) + "\n")
+    response = await client.post("/console/archives", data=form(fields | {"version": "2.0", "force": "true"}, []))
+    assert response.status == 200, await response.text()
+    assert (store_of(console) / "saved.mar").read_bytes() != before
+
+
+@pytest.mark.asyncio
+async def test_an_upload_that_stalls_gets_408_and_leaves_nothing(make_client) -> None:
+    client, console = await make_client(request_body_timeout="1")
+    started = time.monotonic()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="serialized_file"; filename="w.pth"\r\n\r\n'
+        yield b"x" * 1000
+        await asyncio.sleep(30)  # nothing more arrives
+        yield b"\r\n--B--\r\n"
+
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    response = await client.post("/console/archives", data=stalls(), headers=headers)
+    assert response.status == 408
+    assert "nothing arrived for 1 s" in (await response.json())["message"]
+    assert time.monotonic() - started < 10
+    assert list(store_of(console).iterdir()) == []
