@@ -2,7 +2,9 @@
 
 The pid file (``$TSCONSOLE_PID_FILE``, default ``<tmp>/.tsconsole.pid``) is JSON: the server's pid,
 its addresses (REST and gRPC) and log folder. The server runs in its own session, so ``stop`` can make
-sure that no worker process outlives it.
+sure that no worker process outlives it. ``status`` asks the server (ping, then the management API with the
+management key of its key_file.json) for its health and for each model version's ready workers, and why the
+others keep failing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -171,6 +175,71 @@ def stop(*, timeout: float = 60.0) -> int:
     return 0
 
 
+def _http(url: str, key: str | None) -> tuple[str, httpx.Client]:
+    """The base URL and a client for one of the server's addresses (``unix:`` ones too), with ``key``."""
+    base, transport = url.rstrip("/"), None
+    if base.startswith("unix:"):
+        transport = httpx.HTTPTransport(uds=base[len("unix:") :])
+        base = "http://localhost"
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return base, httpx.Client(transport=transport, timeout=5, headers=headers)
+
+
+def _model_lines(versions: list[dict[str, Any]]) -> list[str]:
+    """``  <name> <version>: <ready>/<workers> workers ready[; failing: <reason>]`` for each version."""
+    out = []
+    for version in versions:
+        workers = version.get("workers") or []
+        ready = sum(1 for w in workers if w.get("status") == "READY")
+        line = f"  {version.get('modelName')} {version.get('modelVersion')}: {ready}/{len(workers)} workers ready"
+        failures = [w["lastFailure"] for w in workers if w.get("status") != "READY" and w.get("lastFailure")]
+        if failures:
+            line += "; failing: " + " ".join(str(failures[0]).split())  # one line, however the reason reads
+        out.append(line)
+    return out
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        message = response.json().get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"HTTP {response.status_code}" + (f": {message}" if message else "")
+
+
+def model_lines(record: ServerRecord, key: str | None) -> list[str]:
+    """A line per model version, with its ready workers and why the others fail, from the management API;
+    one line saying why not when that API does not answer or refuses."""
+    try:
+        base, client = _http(record.management, key)
+        with client:
+            names: list[str] = []
+            params: dict[str, str] = {"limit": "100"}
+            while True:
+                page = client.get(f"{base}/models", params=params)
+                if page.status_code != 200:
+                    return [f"  models:     the management API refused: {_error_text(page)}"]
+                data = page.json()
+                names += [str(m["modelName"]) for m in data.get("models", [])]
+                token = data.get("nextPageToken")
+                if not token or token == params.get("next_page_token"):
+                    break
+                params["next_page_token"] = str(token)
+            lines = []
+            for name in names:
+                answer = client.get(f"{base}/models/{quote(name, safe='')}/all")
+                if answer.status_code == 404:  # unregistered meanwhile
+                    continue
+                if answer.status_code != 200:
+                    return [f"  models:     the management API refused: {_error_text(answer)}"]
+                lines += _model_lines(answer.json())
+            return lines
+    except httpx.HTTPError as exc:
+        return [f"  models:     the management API at {record.management} did not answer ({type(exc).__name__})"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return [f"  models:     the management API at {record.management} gave an answer tsconsole cannot read"]
+
+
 def status() -> int:
     """Exit 0 and describe the server when it runs; exit 3 when it does not (as LSB init scripts do)."""
     record = running()
@@ -178,19 +247,14 @@ def status() -> int:
         print("tsconsole is not currently running.")
         return 3
     health = "not answering"
+    management_key, key = read_key_file(Path(record.key_file)) if record.key_file else (None, None)
     try:
-        base = record.inference
-        transport = None
-        if base.startswith("unix:"):
-            transport = httpx.HTTPTransport(uds=base[len("unix:") :])
-            base = "http://localhost"
-        _, key = read_key_file(Path(record.key_file)) if record.key_file else (None, None)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        with httpx.Client(transport=transport, timeout=5) as client:
-            answer = client.get(f"{base}/ping", headers=headers).json()
+        base, client = _http(record.inference, key)
+        with client:
+            answer = client.get(f"{base}/ping").json()
             health = answer.get("status") or answer.get("message") or "unknown"
-    except (httpx.HTTPError, ValueError):
+    except (httpx.HTTPError, ValueError, AttributeError):
         pass
     print(f"tsconsole is running (pid {record.pid}): {health}")
-    print("\n".join(record.lines()))
+    print("\n".join(record.lines() + model_lines(record, management_key)))
     return 0

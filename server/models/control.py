@@ -51,7 +51,8 @@ def start_time_text(epoch: float) -> str:
 
 
 def describe(entry: ModelVersion, workers: list[WorkerInfo]) -> dict[str, Any]:
-    """One element of the describe array, fields in TorchServe's order (spec §2.4)."""
+    """One element of the describe array, fields in TorchServe's order (spec §2.4); each worker has one more
+    key after TorchServe's: ``lastFailure``, why the slot's last process failed (null once one loaded)."""
     spec, config = entry.spec, entry.config
     out: dict[str, Any] = {
         "modelName": entry.name,
@@ -91,6 +92,7 @@ def describe(entry: ModelVersion, workers: list[WorkerInfo]) -> dict[str, Any]:
                 "pid": w.pid if w.pid is not None else -1,
                 "gpu": w.gpu is not None,
                 "gpuUsage": "N/A" if w.gpu is None else f"gpuId::{w.gpu}",
+                "lastFailure": w.failure,  # ours: why its last process failed (TorchServe clients ignore it)
             }
             for w in workers
         ],

@@ -176,7 +176,10 @@ class Registry:
         try:
             return await self._add(url, archive, downloaded, info, options)
         except BaseException:
-            await self.store.discard(info, archive, downloaded=downloaded)
+            # A model loaded at startup stays registered when its workers fail (they keep retrying): its files
+            # must stay too, until it is unregistered.
+            if not any(e.info is info for versions in self.models.values() for e in versions.values()):
+                await self.store.discard(info, archive, downloaded=downloaded)
             raise
 
     def _spec(

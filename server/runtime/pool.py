@@ -12,7 +12,14 @@ Any failure (exit, end of stream, load error, timeout, malformed frame) kills an
 the in-flight batch with `WorkerDied` (507 when it looks OOM-killed: exit code 137, or SIGKILL not sent by
 us) and restarts it after a Fibonacci back-off (1, 1, 2, 3, 5, 8, ... s; reset by a successful load) while the
 slot has been failing for less than ``max_retry_timeout_s``; then the slot gives up and stays STOPPED.
-Queued jobs are never failed by a crash: they wait for the replacement (or another worker).
+Queued jobs are never failed by a crash: they wait for the replacement (or another worker). The slot keeps
+the reason of its last failure (`WorkerInfo.failure`) until a process of it loads the model again.
+
+A process that is still there ``KILL_WAIT_S`` after its SIGKILL is stuck in the kernel (uninterruptible sleep,
+e.g. in a hung GPU driver) and may never exit: the pool logs an ERROR and abandons it, as if it had exited
+with an unknown exit code. Its batch fails with `WorkerDied` at once, the slot restarts as after any crash,
+`close` does not wait for it, and a background task logs the exit if it ever comes. Processes are started
+by the ``spawn`` function (`asyncio.create_subprocess_exec` unless a test gives another).
 
 Requests (spec §12.5). One `Batcher` per pool (the version's FIFO queue of ``job_queue_size``); each
 serving worker takes a batch from it, sends it as one `Inference`, and waits ``response_timeout_s`` for the
@@ -91,6 +98,7 @@ BACKOFF_S = (1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597
 WORKER_START_TIMEOUT_S = 120.0  # for "Torch worker started." on stdout
 CONNECT_TIMEOUT_S = 120.0
 EXIT_GRACE_S = 5.0  # per step of a stop: end of stream, then SIGTERM, then SIGKILL
+KILL_WAIT_S = 5.0  # after SIGKILL, for the exit; a process still there then is stuck in the kernel: abandoned
 DEATH_GRACE_S = 2.0  # after an unexpected end of stream, for the exit code to arrive
 MAX_LOG_LINE = 64 * 1024  # longer worker output lines are logged in pieces
 STARTED_LINE = "Torch worker started."
@@ -101,6 +109,7 @@ AF_UNIX_PATH_MAX = 107
 
 _worker_ids = itertools.count(9000)
 _Outgoing = Load | Inference | None  # what the frontend sends (None: nothing, just read the next reply)
+Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]  # asyncio.create_subprocess_exec's shape
 
 
 class WorkerStatus:
@@ -137,6 +146,7 @@ class WorkerInfo:
     start_time: float  # epoch seconds the current (or last) process was started
     gpu: int | None  # None: CPU
     memory: int = 0  # resident set size in bytes (0 while no process runs)
+    failure: str | None = None  # why the slot's last process failed; None once a process loaded the model
 
 
 @dataclass(eq=False)
@@ -183,12 +193,22 @@ class _Instance:
         self.writer: asyncio.StreamWriter | None = None
         self.loaded = False  # the model is loaded: the worker is reading the socket, EOF ends it
         self.killed_by_us = False
+        self.sigkilled = False  # SIGKILL was sent: nothing gentler is worth trying any more
+        self.abandoned = False  # did not exit after SIGKILL: given up on, watched in the background
 
     def signal(self, sig: int) -> None:
         if self.proc.returncode is None:
             self.killed_by_us = True
+            if sig == signal.SIGKILL:
+                self.sigkilled = True
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
+
+    def exit_code(self) -> int | None:
+        """The exit code, once the process has exited (even while a grandchild still holds its pipes)."""
+        if self.exited.done() and not self.exited.cancelled():
+            return self.exited.result()
+        return self.proc.returncode
 
 
 class _Worker:
@@ -210,6 +230,7 @@ class _Worker:
         self.serving = False
         self.gave_up = False
         self.failing = False  # its process failed since it last loaded the model (a crash loop, if it goes on)
+        self.last_failure: str | None = None  # the reason of that failure (a `_Failure.reason`)
         self.in_flight: list[_Job] = []
 
     @property
@@ -218,7 +239,7 @@ class _Worker:
 
     def info(self) -> WorkerInfo:
         pid = self.inst.proc.pid if self.inst is not None else None
-        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu)
+        return WorkerInfo(self.id, pid, self.status, self.start_time, self.gpu, failure=self.last_failure)
 
 
 SOCKET_NAME_ROOM = len("/w-4294967295.sock")
@@ -259,6 +280,10 @@ def _is_intermediate(reply: Reply) -> bool:
     )
 
 
+def _exit_text(code: int | None) -> str:
+    return f"exit code {code}" if code is not None else "exit code unknown"
+
+
 def _fail(job: _Job, exc: BaseException) -> None:
     if not job.future.done():
         job.future.set_exception(exc)
@@ -271,7 +296,8 @@ class WorkerPool:
     the worker's own default, the handler library); ``env`` replaces this process's environment for the
     workers; ``gpu_ids`` are given to new workers round-robin (none: CPU, ``gpu_id`` -1); ``socket_dir``
     holds the worker sockets (default: a private 0700 temporary directory, removed by `close`);
-    ``metrics`` receives the pool's metrics and the workers' metric lines (see the module docstring).
+    ``metrics`` receives the pool's metrics and the workers' metric lines (see the module docstring);
+    ``spawn`` starts a worker process (called like `asyncio.create_subprocess_exec`, which is the default).
     """
 
     def __init__(
@@ -284,9 +310,11 @@ class WorkerPool:
         gpu_ids: Sequence[int] = (),
         socket_dir: Path | None = None,
         metrics: ServerMetrics | None = None,
+        spawn: Spawn = asyncio.create_subprocess_exec,
     ) -> None:
         self.spec = spec
         self._metrics = metrics
+        self._spawn = spawn
         self._python = python
         self._service = service
         self._env = dict(env) if env is not None else None
@@ -301,6 +329,7 @@ class WorkerPool:
         self._max = 0
         self._scale_lock = asyncio.Lock()
         self._closed = False
+        self._abandoned: set[asyncio.Task[None]] = set()  # watchers of processes that did not exit on SIGKILL
 
     # -- public API --------------------------------------------------------------------------------------
 
@@ -487,6 +516,9 @@ class WorkerPool:
     async def close(self, timeout: float = 30, *, drain_s: float = 0) -> None:
         """Stop every worker (SIGTERM, up to ``timeout`` s, then SIGKILL), reap them, remove the sockets.
 
+        A process that is still there ``KILL_WAIT_S`` after its SIGKILL is abandoned (see the module docstring),
+        so this returns within about ``timeout + KILL_WAIT_S`` seconds whatever the workers do.
+
         New requests get 503 from now on. With ``drain_s`` the requests already queued or in flight are first
         served, for up to ``drain_s`` seconds while a worker is ready to serve them; whatever is left then
         fails: queued requests with 503 (no worker), in-flight ones with `WorkerDied`.
@@ -599,6 +631,7 @@ class WorkerPool:
                 else:
                     retries, failing_since = 0, None
                     worker.failing = False
+                    worker.last_failure = None
                     if self._metrics is not None:
                         load_ms = (time.monotonic_ns() - started_ns) // 1_000_000
                         self._metrics.worker_loaded(worker.thread, float(load_ms))
@@ -621,6 +654,7 @@ class WorkerPool:
                     return
                 worker.status = WorkerStatus.STOPPED
                 worker.failing = True
+                worker.last_failure = failure.reason
                 now = loop.time()
                 if failing_since is None:
                     failing_since = now
@@ -667,7 +701,7 @@ class WorkerPool:
             cmd += ["--service", self._service]
         cwd = self.spec.model_dir if os.path.isdir(self.spec.model_dir) else None
         try:
-            proc = await asyncio.create_subprocess_exec(
+            proc = await self._spawn(
                 *cmd,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -867,23 +901,47 @@ class WorkerPool:
                 raise await self._died(worker, f"{exc} while {what}") from None
         if inst.exited in done:
             raise await self._died(worker, f"worker exited while {what}")
-        inst.signal(signal.SIGKILL)
         log.warning("Worker %s: no answer within %s s while %s; killing it", worker.thread, timeout, what,
                     extra=worker.extra)  # fmt: skip
-        return_code = await asyncio.shield(inst.exited)
-        raise _Failure(f"timed out after {timeout} s while {what} (exit code {return_code})")
+        code = await self._kill(worker, inst)
+        raise _Failure(f"timed out after {timeout} s while {what} ({_exit_text(code)})")
 
     async def _died(self, worker: _Worker, what: str) -> _Failure:
         """The failure of a process that exited (or closed its socket) on its own, with its exit code."""
         inst = worker.inst
         assert inst is not None
-        done, _ = await asyncio.wait([inst.exited], timeout=DEATH_GRACE_S)
-        if not done:
-            inst.signal(signal.SIGKILL)
-        code = await asyncio.shield(inst.exited)
+        await asyncio.wait([inst.exited], timeout=DEATH_GRACE_S)
+        code = inst.exit_code()
+        if code is None:
+            code = await self._kill(worker, inst)
         oom = code == 137 or (code == -signal.SIGKILL and not inst.killed_by_us)
-        log.warning("Worker %s died (%s), exit code %s", worker.thread, what, code, extra=worker.extra)
-        return _Failure(f"{what} (exit code {code})", oom=oom)
+        log.warning("Worker %s died (%s), %s", worker.thread, what, _exit_text(code), extra=worker.extra)
+        return _Failure(f"{what} ({_exit_text(code)})", oom=oom)
+
+    async def _kill(self, worker: _Worker, inst: _Instance) -> int | None:
+        """SIGKILL the process and wait up to ``KILL_WAIT_S`` for it to exit; its exit code, or None when it is
+        still there (stuck in the kernel): then it is abandoned, and watched in the background."""
+        if not inst.abandoned and inst.exit_code() is None:
+            inst.signal(signal.SIGKILL)
+            await asyncio.wait([inst.exited], timeout=KILL_WAIT_S)
+        code = inst.exit_code()
+        if code is None and not inst.abandoned:
+            inst.abandoned = True
+            log.error("Worker %s: pid %d did not exit %g s after SIGKILL (stuck in the kernel?); abandoning it",
+                      worker.thread, inst.proc.pid, KILL_WAIT_S, extra=worker.extra)  # fmt: skip
+            watcher = asyncio.create_task(self._watch_abandoned(worker, inst), name=f"{worker.thread}-abandoned")
+            self._abandoned.add(watcher)
+            watcher.add_done_callback(self._abandoned.discard)
+        return code
+
+    @staticmethod
+    async def _watch_abandoned(worker: _Worker, inst: _Instance) -> None:
+        """Log the exit of an abandoned process, if it ever comes (its output is still logged until then)."""
+        await asyncio.wait([inst.exited])
+        if inst.exited.cancelled():
+            return
+        log.warning("Worker %s: abandoned pid %d exited with code %s", worker.thread, inst.proc.pid,
+                    inst.exited.result(), extra=worker.extra)  # fmt: skip
 
     async def _reap(self, worker: _Worker, *, graceful: bool) -> None:
         """Make sure the slot's process is gone: end of stream (graceful, once loaded), SIGTERM, SIGKILL."""
@@ -891,27 +949,30 @@ class WorkerPool:
         if inst is None:
             return
         try:
-            if graceful and inst.loaded and inst.writer is not None and inst.proc.returncode is None:
-                inst.writer.close()
-                await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
-            if not inst.exited.done():
-                inst.signal(signal.SIGTERM)
-                await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
-            if not inst.exited.done():
-                inst.signal(signal.SIGKILL)
-            await asyncio.shield(inst.exited)
+            if not inst.sigkilled:  # after a SIGKILL, nothing gentler is worth waiting for
+                if graceful and inst.loaded and inst.writer is not None and inst.proc.returncode is None:
+                    inst.writer.close()
+                    await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
+                if inst.exit_code() is None:
+                    inst.signal(signal.SIGTERM)
+                    await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
+            if inst.exit_code() is None:
+                await self._kill(worker, inst)  # bounded: a process stuck in the kernel is abandoned
         finally:
             if inst.writer is not None:
-                inst.writer.close()
+                if inst.abandoned:  # its end of the socket stays open: never wait to flush to it
+                    inst.writer.transport.abort()
+                else:
+                    inst.writer.close()
                 with contextlib.suppress(Exception):
                     await inst.writer.wait_closed()
-            if inst.pumps:
+            if inst.pumps and not inst.abandoned:  # an abandoned process's output is still logged
                 _, pending = await asyncio.wait(inst.pumps, timeout=1.0)
                 for pump in pending:  # a grandchild may still hold the pipes
                     pump.cancel()
             with contextlib.suppress(OSError):
                 inst.sock_path.unlink()
-            if worker.inst is inst and inst.exited.done():
+            if worker.inst is inst and (inst.exit_code() is not None or inst.abandoned):
                 worker.inst = None
 
     async def _pump(self, worker: _Worker, inst: _Instance, stream: asyncio.StreamReader, which: str) -> None:

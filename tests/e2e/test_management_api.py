@@ -102,8 +102,9 @@ def test_describe_has_every_field(server: ForegroundServer, client: httpx.Client
         assert d["modelUrl"] == "other.mar" and d["batchSize"] == 8 and d["maxBatchDelay"] == 200
         assert d["loadedAtStartup"] is False and d["deviceType"] == "cpu"
         [worker] = d["workers"]
-        assert list(worker) == ["id", "startTime", "status", "memoryUsage", "pid", "gpu", "gpuUsage"]
+        assert list(worker) == ["id", "startTime", "status", "memoryUsage", "pid", "gpu", "gpuUsage", "lastFailure"]
         assert worker["memoryUsage"] > 0 and worker["gpu"] is False and worker["gpuUsage"] == "N/A"
+        assert worker["lastFailure"] is None  # ours, after TorchServe's fields: none while it loads fine
         assert d["jobQueueStatus"] == {"remainingCapacity": 100, "pendingRequests": 0}
         customized = describe(client, server, "other?customized=true")[0]
         assert "customizedMetadata" in customized

@@ -136,10 +136,31 @@ def test_a_pid_file_from_before_grpc_still_loads(tmp_path, monkeypatch, capsys) 
         f"  inference:  {nobody}",
         f"  management: {nobody}",
         f"  logs:       {tmp_path / 'logs'}",
-    ]  # no gRPC line rather than a wrong one
+        f"  models:     the management API at {nobody} did not answer (ConnectError)",
+    ]  # no gRPC line rather than a wrong one; one line (no traceback) when the management API does not answer
 
     # and a newer tsconsole's record, with keys this one does not know, is still read
     pid_file.write_text(json.dumps(older | {"grpc_inference": "127.0.0.1:7070", "kserve": "http://127.0.0.1:8085"}))
     record = daemon.running()
     assert record is not None and (record.grpc_inference, record.grpc_management) == ("127.0.0.1:7070", "")
     assert "  grpc:       127.0.0.1:7070 (inference)" in record.lines()
+
+
+def test_status_lines_name_ready_workers_and_why_the_others_fail() -> None:
+    from tsconsole.daemon import _model_lines
+
+    def worker(status: str, failure: str | None = None) -> dict[str, object]:
+        return {"id": "9000", "status": status, "lastFailure": failure}
+
+    versions = [
+        {"modelName": "digits", "modelVersion": "1.0", "workers": [worker("READY"), worker("READY")]},
+        {"modelName": "digits", "modelVersion": "2.0", "workers": [worker("READY", "an old one"), worker("UNLOADING")]},
+        {"modelName": "broken", "modelVersion": "1.0", "workers": [worker("UNLOADING", "code 500:\n  no such device")]},
+        {"modelName": "idle", "modelVersion": "1.0", "workers": []},
+    ]
+    assert _model_lines(versions) == [
+        "  digits 1.0: 2/2 workers ready",
+        "  digits 2.0: 1/2 workers ready",  # a READY worker's failure is over
+        "  broken 1.0: 0/1 workers ready; failing: code 500: no such device",  # one line, whatever the reason
+        "  idle 1.0: 0/0 workers ready",
+    ]

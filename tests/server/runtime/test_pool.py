@@ -480,3 +480,22 @@ async def test_restarts_follow_the_fibonacci_back_off(make_pool, caplog) -> None
     assert delays()[:3] == ["1 seconds.", "1 seconds.", "2 seconds."]
     assert time.monotonic() - start >= 2  # the first two retries really waited 1 s each
     assert any("Load model failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_a_slot_says_why_its_last_process_failed_until_one_loads(make_pool) -> None:
+    broken: WorkerPool = make_pool(handler="fail_load:500:no such device")
+    await broken.scale(1, wait=False)
+    assert broken.workers()[0].failure is None  # nothing failed yet
+    await eventually(lambda: broken.workers()[0].failure is not None, timeout=20)
+    assert broken.workers()[0].failure == "code 500: no such device"
+
+    pool: WorkerPool = make_pool()
+    await pool.scale(1)
+    assert pool.workers()[0].failure is None
+    with pytest.raises(WorkerDied):
+        await pool.predict(make_request("boom", "crash"))
+    await eventually(lambda: pool.workers()[0].failure is not None)
+    assert "exit code 3" in (pool.workers()[0].failure or "")
+    await eventually(lambda: pool.workers()[0].status == WorkerStatus.READY, timeout=20)
+    assert pool.workers()[0].failure is None  # a process of the slot loaded the model again
