@@ -9,6 +9,7 @@ already in flight is answered by its worker and the answer dropped (the pool cou
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 from server.errors import RequestTooLarge
@@ -74,5 +75,6 @@ class DataPlane:
         that went away) cancels the request like a cancelled `predict`.
         """
         entry = self.registry.get(name, version)
-        async for response in entry.pool.predict_stream(request, url_version=version):
-            yield self._bounded(response)
+        async with contextlib.aclosing(entry.pool.predict_stream(request, url_version=version)) as answers:
+            async for response in answers:
+                yield self._bounded(response)

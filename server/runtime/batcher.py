@@ -83,6 +83,16 @@ class Batcher(Generic[T]):
         self._not_empty.clear()
         return None
 
+    def ready_batch(self) -> list[T] | None:
+        """A full batch (or one job when ``batch_size`` is 1) if one is queued and nobody is collecting, at
+        once and without waiting; else None (then `get_batch` waits as the batching rules say)."""
+        if self._collector.locked() or len(self._jobs) < self.batch_size:
+            return None
+        batch = [self._jobs.popleft() for _ in range(self.batch_size)]
+        if not self._jobs:
+            self._not_empty.clear()
+        return batch
+
     async def get_batch(self) -> list[T]:
         """Block for the first job, then gather up to ``batch_size - 1`` more within the batch delay."""
         async with self._collector:

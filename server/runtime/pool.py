@@ -445,39 +445,48 @@ class WorkerPool:
         when the batch failed in the worker, `WorkerDied` when the worker died or timed out with it.
         ``on_intermediate`` receives the intermediate responses of a streaming handler, in order.
         """
+        job = self._enqueue(request, url_version, on_intermediate)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._abandon(job)
+            raise
+
+    def _enqueue(
+        self, request: Request, url_version: str | None, on_intermediate: Callable[[Response], None] | None
+    ) -> _Job:
+        """Queue a job for ``request`` (see `predict`); with ``clientTimeoutInMills`` a timer fails it with 408
+        if it is still queued then (TorchServe drops such a request without any answer)."""
         if self._metrics is not None:
             self._metrics.inference_request(self.spec.model_name, url_version or "default")
         if self._closed or not any(w.active for w in self._workers):
             raise no_worker(self.spec.model_name, url_version)
-        future = asyncio.get_running_loop().create_future()
-        job = _Job(request, future, url_version, on_intermediate, time.monotonic_ns())
+        loop = asyncio.get_running_loop()
+        job = _Job(request, loop.create_future(), url_version, on_intermediate, time.monotonic_ns())
         try:
             self._batcher.put(job)
         except QueueFull:
             raise no_worker(self.spec.model_name, url_version) from None
-        try:
-            if self.spec.client_timeout_ms > 0:
-                return await self._within_queue_deadline(job)
-            return await job.future
-        except asyncio.CancelledError:
-            # The caller went away (disconnect, cancel, deadline): a queued job leaves the queue and never
-            # reaches a worker; an in-flight one is answered by its worker and the answer dropped.
-            self._batcher.remove(job)  # False when a batch is being gathered with it: that batch skips it
-            if self._metrics is not None:
-                queued = job.scheduled_ns == 0  # set when its batch is sent to a worker
-                self._metrics.cancelled(self.spec.model_name, url_version or "default", queued=queued)
-            raise
+        if self.spec.client_timeout_ms > 0:
+            timer = loop.call_later(self.spec.client_timeout_ms / 1000, self._queue_deadline, job)
+            job.future.add_done_callback(lambda _: timer.cancel())
+        return job
 
-    async def _within_queue_deadline(self, job: _Job) -> Response:
-        """The job's answer, or 408 when it waited in the queue longer than ``clientTimeoutInMills``
-        (TorchServe drops such a request without any answer)."""
-        limit_s = self.spec.client_timeout_ms / 1000
-        try:
-            return await asyncio.wait_for(asyncio.shield(job.future), limit_s)
-        except TimeoutError:
-            if job.scheduled_ns == 0 and self._batcher.remove(job):  # still queued: it never reaches a worker
-                _fail(job, RequestTimeout(f"Request waited in the queue longer than {limit_s * 1000:.0f} ms"))
-            return await job.future  # in flight (or being batched): its worker answers it
+    def _queue_deadline(self, job: _Job) -> None:
+        if job.scheduled_ns == 0 and self._batcher.remove(job):  # still queued: it never reaches a worker
+            limit_ms = self.spec.client_timeout_ms
+            _fail(job, RequestTimeout(f"Request waited in the queue longer than {limit_ms:.0f} ms"))
+
+    def _abandon(self, job: _Job) -> None:
+        """The caller went away (disconnect, cancel, deadline): a queued job leaves the queue and never reaches
+        a worker; an in-flight one is answered by its worker and the answer dropped."""
+        if job.future.done() and not job.future.cancelled():
+            return  # answered already
+        job.future.cancel()
+        self._batcher.remove(job)  # False when a batch is being gathered with it: that batch skips it
+        if self._metrics is not None:
+            queued = job.scheduled_ns == 0  # set when its batch is sent to a worker
+            self._metrics.cancelled(self.spec.model_name, job.url_version or "default", queued=queued)
 
     async def predict_stream(
         self,
@@ -488,30 +497,36 @@ class WorkerPool:
         """Like `predict`, but yield each intermediate response of a streaming handler, then the final one.
 
         A handler that does not stream yields exactly one response. Errors are raised where they happen
-        (possibly after some intermediate responses were yielded).
+        (possibly after some intermediate responses were yielded). Closing the iterator early cancels the
+        request as a cancelled `predict` does.
         """
-        queue: asyncio.Queue[Response] = asyncio.Queue()
-        predict = self.predict(request, url_version=url_version, on_intermediate=queue.put_nowait)
-        final = asyncio.ensure_future(predict)
-        getter: asyncio.Future[Response] | None = None
+        arrived: deque[Response] = deque()
+        wake: asyncio.Future[None] | None = None
+
+        def wake_up(_: object = None) -> None:
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+
+        def on_intermediate(response: Response) -> None:
+            arrived.append(response)
+            wake_up()
+
+        job = self._enqueue(request, url_version, on_intermediate)
+        job.future.add_done_callback(wake_up)
+        finished = False
         try:
             while True:
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, final}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield queue.get_nowait()
-                yield final.result()
-                return
+                while arrived:
+                    yield arrived.popleft()
+                if job.future.done():
+                    break
+                wake = asyncio.get_running_loop().create_future()
+                await wake
+            finished = True
+            yield job.future.result()
         finally:
-            if getter is not None and not getter.done():
-                getter.cancel()
-            if not final.done():
-                final.cancel()
-                await asyncio.wait([final])
+            if not finished:
+                self._abandon(job)
 
     async def close(self, timeout: float = 30, *, drain_s: float = 0) -> None:
         """Stop every worker (SIGTERM, up to ``timeout`` s, then SIGKILL), reap them, remove the sockets.
@@ -747,6 +762,11 @@ class WorkerPool:
         worker.serving = True
         try:
             while not worker.stopping:
+                if not inst.exited.done() and (ready := self._batcher.ready_batch()) is not None:
+                    failure = await self._serve_batch(worker, ready)  # busy: no waiting, no tasks
+                    if failure is not None:
+                        return failure
+                    continue
                 getter = asyncio.ensure_future(self._batcher.get_batch())
                 stopper = asyncio.ensure_future(worker.stop_event.wait())
                 try:
@@ -765,14 +785,16 @@ class WorkerPool:
                 if worker.stopping or inst.exited.done():
                     self._batcher.put_front(batch)  # someone else's work now
                     continue
-                jobs = [job for job in batch if not job.future.done()]
-                if jobs:
-                    failure = await self._run_batch(worker, jobs)
-                    if failure is not None:
-                        return failure
+                failure = await self._serve_batch(worker, batch)
+                if failure is not None:
+                    return failure
             return None
         finally:
             worker.serving = False
+
+    async def _serve_batch(self, worker: _Worker, batch: list[_Job]) -> _Failure | None:
+        jobs = [job for job in batch if not job.future.done()]  # a caller that went away is skipped
+        return await self._run_batch(worker, jobs) if jobs else None
 
     async def _run_batch(self, worker: _Worker, jobs: list[_Job]) -> _Failure | None:
         worker.in_flight = jobs
@@ -880,27 +902,45 @@ class WorkerPool:
         return reply
 
     async def _until(self, worker: _Worker, aw: Awaitable[T], timeout: float, what: str) -> T:
-        """Await ``aw`` unless the process exits first or ``timeout`` passes (then the process is killed)."""
+        """Await ``aw`` unless the process exits first or ``timeout`` passes (then the process is killed).
+
+        ``aw`` runs in the calling task (this is every request's path: no task, no `asyncio.wait`); the
+        process's exit interrupts it by cancelling that task, told apart from any other cancellation.
+        """
         inst = worker.inst
         assert inst is not None
-        task = asyncio.ensure_future(aw)
-        try:
-            waits = {task, inst.exited}
-            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait([task])
-        if task in done:
-            try:
-                return task.result()
-            except protocol.ProtocolError as exc:
-                inst.signal(signal.SIGKILL)
-                raise _Failure(f"protocol error while {what}: {exc}") from None
-            except OSError as exc:
-                raise await self._died(worker, f"{exc} while {what}") from None
-        if inst.exited in done:
+        if inst.exited.done():
+            if asyncio.iscoroutine(aw):
+                aw.close()
             raise await self._died(worker, f"worker exited while {what}")
+        task = asyncio.current_task()
+        assert task is not None
+        waiting, exited = True, False
+
+        def interrupt(_: object) -> None:  # may run late (scheduled before removal): then it does nothing
+            nonlocal exited
+            if waiting:
+                exited = True
+                task.cancel()
+
+        inst.exited.add_done_callback(interrupt)
+        try:
+            async with asyncio.timeout(timeout):
+                return await aw
+        except asyncio.CancelledError:
+            if not exited or task.uncancel() > 0:
+                raise  # cancelled from outside (close() gave up, shutdown): not ours to handle
+            raise await self._died(worker, f"worker exited while {what}") from None
+        except TimeoutError:
+            pass  # below
+        except protocol.ProtocolError as exc:
+            inst.signal(signal.SIGKILL)
+            raise _Failure(f"protocol error while {what}: {exc}") from None
+        except OSError as exc:
+            raise await self._died(worker, f"{exc} while {what}") from None
+        finally:
+            waiting = False
+            inst.exited.remove_done_callback(interrupt)
         log.warning("Worker %s: no answer within %s s while %s; killing it", worker.thread, timeout, what,
                     extra=worker.extra)  # fmt: skip
         code = await self._kill(worker, inst)
