@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt screenshots protos stress clean
+.PHONY: run test lint fmt screenshots protos stress bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ screenshots: $(STAMP)
 # failures per worker crash, frontend memory over a soak (STRESS_SOAK_S seconds, default 120). Not in `make test`.
 stress: $(STAMP)
 	$(BIN)/python -m pytest tests/stress -m stress -s -p no:cacheprovider
+
+# Performance side by side with TorchServe (docs/benchmarks.md, raw figures in bench/results/latest.json): noop and
+# resnet18 workloads under wrk (apt-get install wrk). Not in `make test`. BENCH_ARGS="--torchserve /path/to/venv/bin/torchserve"
+# adds TorchServe 0.12 from its own venv; `--quick`, `--workloads noop`, `--reps N`, `--duration S`: python -m bench --help.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The gRPC messages and stubs under server/api/grpc/proto/, from the .proto files there (committed; run after editing one).
 protos: $(STAMP)

@@ -1,0 +1,1 @@
+"""Source files archived into the benchmark's .mar files (handler and model definition)."""
