@@ -22,7 +22,7 @@ from server.errors import (
     ResourceNotFound,
     ServeError,
 )
-from server.telemetry.logs import ACCESS_LOG
+from server.telemetry.logs import ACCESS_LOG, emit_line
 
 log = logging.getLogger("server.api")
 NO_CACHE_HEADERS = {
@@ -128,9 +128,8 @@ class AccessLogger(AbstractAccessLogger):
         peer = request.transport.get_extra_info("peername") if request.transport else None
         remote = f"/{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "/unknown"
         version = f"HTTP/{request.version.major}.{request.version.minor}"
-        self.logger.info(
-            '%s "%s %s %s" %d %d', remote, request.method, request.path_qs, version, response.status, elapsed * 1000
-        )
+        line = f'{remote} "{request.method} {request.path_qs} {version}" {response.status} {int(elapsed * 1000)}'
+        emit_line(ACCESS_LOG, line)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

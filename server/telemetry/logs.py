@@ -4,19 +4,26 @@
 workers' stdout/stderr (logger ``MODEL_LOG``), ``access_log.log`` one line per request (logger
 ``ACCESS_LOG``). Under the metrics location (default: the log location), ``ts_metrics.log`` gets the
 frontend metric lines (logger ``TS_METRICS``) and ``model_metrics.log`` the backend ones (logger
-``MODEL_METRICS``), both as ``<ts> - <line>``. Files rotate at 100 MB, five kept. Records are handed to a
-background thread through a queue, so logging never blocks the event loop on disk I/O.
+``MODEL_METRICS``), both as ``<ts> - <line>``. Files rotate at 100 MB, five kept.
+
+Cost: a request makes about eight lines (its access line, six frontend metrics, the handler's metrics), so
+the path is built for volume. One writer thread owns every file: the event loop only puts records on a
+queue (`emit_line` puts a light `Line` for the per-request lines instead of a `logging.LogRecord`); the
+thread wakes at most every `BATCH_S`, formats the whole batch (timestamps cached per second) and writes
+each file once per batch.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import logging.handlers
+import os
 import queue
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any, TextIO
 
 ACCESS_LOG = "ACCESS_LOG"
 MODEL_LOG = "MODEL_LOG"
@@ -24,29 +31,65 @@ TS_METRICS = "TS_METRICS"
 MODEL_METRICS = "MODEL_METRICS"
 MAX_BYTES = 100 * 1024 * 1024
 BACKUPS = 5
+BATCH_S = 0.02  # the writer gathers this long after a quiet spell before it writes
 _LEVELS = {"WARNING": "WARN ", "CRITICAL": "FATAL", "INFO": "INFO ", "DEBUG": "DEBUG", "ERROR": "ERROR"}
+
+
+class Line:
+    """A pre-rendered INFO line of a named logger: what the per-request paths log (no `logging.LogRecord`)."""
+
+    __slots__ = ("created", "msg", "name", "threadName")
+    levelname = "INFO"
+    levelno = logging.INFO
+    exc_info = None
+    exc_text = None
+    stack_info = None
+
+    def __init__(self, name: str, msg: str, thread: str) -> None:
+        self.name = name
+        self.msg = msg
+        self.created = time.time()
+        self.threadName = thread
+
+    @property
+    def msecs(self) -> float:
+        return (self.created - int(self.created)) * 1000
+
+    def getMessage(self) -> str:
+        return self.msg
+
+
+_Record = logging.LogRecord | Line
 
 
 class Log4jFormatter(logging.Formatter):
     """``2024-05-30T21:46:03,625 [INFO ] <thread> <logger> - <message>``."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
-        return f"{stamp},{int(record.msecs):03d}"
+    _second = -1
+    _stamp = ""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def formatTime(self, record: Any, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:  # one strftime per second, not per line
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"
+
+    def format(self, record: Any) -> str:
         thread = getattr(record, "ts_thread", None) or record.threadName
         level = _LEVELS.get(record.levelname, record.levelname[:5].ljust(5))
         line = f"{self.formatTime(record)} [{level}] {thread} {record.name} - {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
+        elif record.exc_text:  # rendered where it was raised (see _Enqueue)
+            line += "\n" + record.exc_text
         return line
 
 
 class AccessFormatter(Log4jFormatter):
     """``2024-05-30T21:46:03,625 - /127.0.0.1:53514 "POST /predictions/m HTTP/1.1" 200 118``."""
 
-    def format(self, record: logging.LogRecord) -> str:
+    def format(self, record: Any) -> str:
         return f"{self.formatTime(record)} - {record.getMessage()}"
 
 
@@ -54,26 +97,148 @@ class MetricsFormatter(AccessFormatter):
     """``2024-05-30T21:46:03,626 - Requests2XX.Count:1.0|#Level:Host|#hostname:h,timestamp:1717105563``."""
 
 
-class _OnlyLogger(logging.Filter):
-    def __init__(self, name: str) -> None:
+class _LogFile:
+    """One output: the records it takes (``only`` one logger, or all), its format, its file (rotated by size)
+    or a stream. Written by the writer thread only."""
+
+    def __init__(
+        self, formatter: logging.Formatter, *, path: Path | None = None, stream: TextIO | None = None,
+        only: str | None = None, max_bytes: int = MAX_BYTES,
+    ) -> None:  # fmt: skip
+        self.formatter = formatter
+        self.path = path
+        self.only = only
+        self.max_bytes = max_bytes
+        self.pending: list[str] = []
+        self._stream = stream
+        self._file: TextIO | None = None
+        self._size = 0
+        if path is not None:
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open, closed in close()
+        self._size = self._file.tell()
+
+    def take(self, record: _Record) -> None:
+        if self.only is None or record.name == self.only:
+            self.pending.append(self.formatter.format(record))  # type: ignore[arg-type]
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        lines, self.pending = self.pending, []
+        try:
+            if self._stream is not None:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+                return
+            assert self._file is not None
+            chunk: list[str] = []
+            size = 0
+            for line in lines:  # rotate where the file would pass max_bytes, even inside one batch
+                n = (len(line) if line.isascii() else len(line.encode("utf-8"))) + 1
+                if self._size + size + n > self.max_bytes and self._size + size > 0:
+                    self._write(chunk, size)
+                    self._rotate()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += n
+            self._write(chunk, size)
+            self._file.flush()
+        except (OSError, ValueError) as exc:  # a full disk must not kill the writer: say so where we can
+            print(f"tsconsole: cannot write the log {self.path or 'stream'}: {exc}", file=sys.stderr)
+
+    def _write(self, lines: list[str], size: int) -> None:
+        assert self._file is not None
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+            self._size += size
+
+    def _rotate(self) -> None:
+        """``file`` -> ``file.1`` -> ... -> ``file.5`` (the oldest dropped), as logging's RotatingFileHandler."""
+        assert self.path is not None and self._file is not None
+        self._file.close()  # flushes what _write gave it
+        for i in range(BACKUPS - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._open()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+_STOP = object()
+
+
+class _Writer(threading.Thread):
+    """Takes records off the queue in batches and writes each output once per batch."""
+
+    def __init__(self, outputs: list[_LogFile]) -> None:
+        super().__init__(name="log-writer", daemon=True)
+        self.outputs = outputs
+        self.records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self.records.get()]
+            time.sleep(BATCH_S)  # let the burst gather: one write per file for all of it
+            while True:
+                try:
+                    batch.append(self.records.get_nowait())
+                except queue.Empty:
+                    break
+            for record in batch:
+                if record is _STOP:
+                    stopping = True
+                    continue
+                for output in self.outputs:
+                    try:
+                        output.take(record)
+                    except Exception as exc:  # a record that cannot be formatted is reported, not fatal
+                        output.pending.append(f"(unformattable log record of {record.name}: {exc!r})")
+            for output in self.outputs:
+                output.flush()
+
+    def stop(self) -> None:
+        self.records.put(_STOP)
+        self.join(timeout=10)
+        for output in self.outputs:
+            output.close()
+
+
+class _Enqueue(logging.Handler):
+    """The root logger's only handler: the record goes to the writer thread, formatted there."""
+
+    def __init__(self, writer: _Writer) -> None:
         super().__init__()
-        self.logger_name = name
+        self.put = writer.records.put
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == self.logger_name
-
-
-def _rotating(
-    path: Path, formatter: logging.Formatter, only: str | None = None, max_bytes: int = MAX_BYTES
-) -> logging.Handler:
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8")
-    handler.setFormatter(formatter)
-    if only:
-        handler.addFilter(_OnlyLogger(only))
-    return handler
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and not record.exc_text:  # the traceback's frames change after this call
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        self.put(record)
 
 
-_listener: logging.handlers.QueueListener | None = None
+_writer: _Writer | None = None
+
+
+def emit_line(logger: str, message: str) -> None:
+    """Log ``message`` at INFO on ``logger`` (the per-request lines: access, metrics). With the server's
+    logging set up this is a queue put; otherwise (tests, tools) an ordinary logging call."""
+    writer = _writer
+    if writer is not None:
+        writer.records.put(Line(logger, message, threading.current_thread().name))
+    else:
+        logging.getLogger(logger).info("%s", message)
 
 
 def setup_logging(
@@ -88,44 +253,44 @@ def setup_logging(
 
     The two metrics files go to ``metrics_location`` (default: ``log_location``).
     """
-    global _listener
+    global _writer
     stop_logging()
     log_location.mkdir(parents=True, exist_ok=True)
     metrics_dir = metrics_location if metrics_location is not None else log_location
     metrics_dir.mkdir(parents=True, exist_ok=True)
     log4j = Log4jFormatter()
-    handlers: list[logging.Handler] = [
-        _rotating(log_location / "ts_log.log", log4j, max_bytes=max_bytes),
-        _rotating(log_location / "model_log.log", log4j, only=MODEL_LOG, max_bytes=max_bytes),
-        _rotating(log_location / "access_log.log", AccessFormatter(), only=ACCESS_LOG, max_bytes=max_bytes),
-        _rotating(metrics_dir / "ts_metrics.log", MetricsFormatter(), only=TS_METRICS, max_bytes=max_bytes),
-        _rotating(metrics_dir / "model_metrics.log", MetricsFormatter(), only=MODEL_METRICS, max_bytes=max_bytes),
+    outputs = [
+        _LogFile(log4j, path=log_location / "ts_log.log", max_bytes=max_bytes),
+        _LogFile(Log4jFormatter(), path=log_location / "model_log.log", only=MODEL_LOG, max_bytes=max_bytes),
+        _LogFile(AccessFormatter(), path=log_location / "access_log.log", only=ACCESS_LOG, max_bytes=max_bytes),
+        _LogFile(MetricsFormatter(), path=metrics_dir / "ts_metrics.log", only=TS_METRICS, max_bytes=max_bytes),
+        _LogFile(MetricsFormatter(), path=metrics_dir / "model_metrics.log", only=MODEL_METRICS, max_bytes=max_bytes),
     ]
     if console:
-        out = logging.StreamHandler(sys.stdout)
-        out.setFormatter(log4j)
-        handlers.append(out)
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        outputs.append(_LogFile(log4j, stream=sys.stdout))
+    writer = _Writer(outputs)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(logging.handlers.QueueHandler(records))
+    root.addHandler(_Enqueue(writer))
     root.setLevel(level)
     for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for metrics_logger in (TS_METRICS, MODEL_METRICS):  # level "all" in TorchServe's log4j2.xml
         logging.getLogger(metrics_logger).setLevel(logging.DEBUG)
-    _listener = logging.handlers.QueueListener(records, *handlers, respect_handler_level=True)
-    _listener.start()
+    writer.start()
+    _writer = writer
     atexit.register(stop_logging)
     return log_location
 
 
 def stop_logging() -> None:
-    """Flush and close the log files (idempotent)."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        for handler in _listener.handlers:
-            handler.close()
-        _listener = None
+    """Write what is queued, close the log files (idempotent)."""
+    global _writer
+    writer, _writer = _writer, None
+    if writer is not None:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, _Enqueue):
+                root.removeHandler(handler)
+        writer.stop()

@@ -65,7 +65,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from server.telemetry.logs import MODEL_METRICS, TS_METRICS
+from server.telemetry.logs import MODEL_METRICS, TS_METRICS, emit_line
 from server.telemetry.system import PsutilNvmlSource, SystemStats, SystemStatsSource
 
 if TYPE_CHECKING:
@@ -89,8 +89,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-ts_metrics_log = logging.getLogger(TS_METRICS)
-model_metrics_log = logging.getLogger(MODEL_METRICS)
 
 CONTENT_TYPE_004 = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_INTERVAL_S = 60.0
@@ -208,10 +206,9 @@ def java_double(value: float) -> str:
         return "-0.0" if math.copysign(1.0, v) < 0 else "0.0"
     sign = "-" if v < 0 else ""
     a = abs(v)
+    if 1e-3 <= a < 1e7:  # Python's shortest repr is plain decimal here, with ".0" on whole numbers: Java's form
+        return sign + repr(a)
     shortest = Decimal(repr(a)).normalize()
-    if 1e-3 <= a < 1e7:
-        text = format(shortest, "f")
-        return sign + (text if "." in text else text + ".0")
     digits = "".join(map(str, shortest.as_tuple().digits))
     exponent = len(digits) - 1 + int(shortest.as_tuple().exponent)
     return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exponent}"
@@ -455,11 +452,11 @@ class _LogSink:
         return f"{self.spec.name}.{self.spec.unit}:{java_double(value)}|#{dims}|#hostname:{host}"
 
     def frontend(self, values: Sequence[str], value: float) -> None:
-        ts_metrics_log.info("%s,timestamp:%d", self._head(values, value), time.time())
+        emit_line(TS_METRICS, f"{self._head(values, value)},timestamp:{int(time.time())}")
 
     def backend(self, values: Sequence[str], request_id: str | None, value: float) -> None:
         rid = request_id if request_id is not None else "null"  # Java's string of a missing id
-        model_metrics_log.info("%s,requestID:%s,timestamp:%d", self._head(values, value), rid, time.time())
+        emit_line(MODEL_METRICS, f"{self._head(values, value)},requestID:{rid},timestamp:{int(time.time())}")
 
 
 class _RegistryCollector(Collector):

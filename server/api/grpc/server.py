@@ -25,10 +25,9 @@ from server.api.grpc.status import abort
 from server.auth import TokenAuthority
 from server.config import Address, Settings
 from server.errors import ServeError
-from server.telemetry.logs import ACCESS_LOG
+from server.telemetry.logs import ACCESS_LOG, emit_line
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger(ACCESS_LOG)
 STOP_GRACE_S = 5.0
 
 
@@ -80,8 +79,8 @@ class FrontDoor(grpc.aio.ServerInterceptor):
 
         def line(context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
             elapsed = int((time.monotonic() - started) * 1000)
-            access_log.info('%s "gRPC %s HTTP/2.0" %d %d', _remote(context.peer()), method, _code(context, error),
-                            elapsed)  # fmt: skip
+            code = _code(context, error)
+            emit_line(ACCESS_LOG, f'{_remote(context.peer())} "gRPC {method} HTTP/2.0" {code} {elapsed}')
 
         if handler.unary_unary is not None:
             behaviour = handler.unary_unary
