@@ -71,3 +71,4 @@ class Reply:
     code: int
     message: str
     responses: list[Response] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)  # the handler's ``[METRICS]...`` lines for this reply

@@ -899,6 +899,8 @@ class WorkerPool:
         if not isinstance(reply, Reply):
             inst.signal(signal.SIGKILL)
             raise _Failure(f"unexpected {type(reply).__name__} message while {what}")
+        if reply.metrics:
+            self._metric_lines(worker, reply.metrics)
         return reply
 
     async def _until(self, worker: _Worker, aw: Awaitable[T], timeout: float, what: str) -> T:
@@ -1015,6 +1017,19 @@ class WorkerPool:
             if worker.inst is inst and (inst.exit_code() is not None or inst.abandoned):
                 worker.inst = None
 
+    def _metric_lines(self, worker: _Worker, lines: list[str]) -> None:
+        """A worker's ``[METRICS]`` lines (sent in its replies, or printed by a handler): to the metrics, or to
+        MODEL_LOG as TorchServe logs them when this pool reports no metrics."""
+        if self._metrics is None:
+            for line in lines:
+                model_log.info(line, extra={"ts_thread": f"{worker.thread}-stdout"})
+            return
+        for line in lines:
+            try:
+                self._metrics.backend_line(line)
+            except Exception:  # never cost a batch or a worker
+                log.exception("Recording a worker metric failed", extra=worker.extra)
+
     async def _pump(self, worker: _Worker, inst: _Instance, stream: asyncio.StreamReader, which: str) -> None:
         """Log each line of a worker's stdout (INFO) or stderr (WARNING) to MODEL_LOG; metric lines to metrics."""
         level = logging.INFO if which == "stdout" else logging.WARNING
@@ -1025,10 +1040,7 @@ class WorkerPool:
         def emit(raw: bytes) -> None:
             line = raw.decode("utf-8", errors="replace").rstrip("\r")
             if metrics is not None and is_metrics_line(line):
-                try:
-                    metrics.backend_line(line)
-                except Exception:  # keep reading: a stalled pipe would block the worker
-                    log.exception("Recording a worker metric failed", extra=worker.extra)
+                self._metric_lines(worker, [line])
                 return
             if which == "stdout" and line == STARTED_LINE:
                 inst.started.set()

@@ -14,10 +14,12 @@ an int32 ``-1`` where the next element's first length would be.
 * Inference: per request: requestId, (headerName, headerValue)... -1, (inputName, contentType, value
   bytes)... -1; the request list ends with -1.
 * Reply: int code, message, then per response: requestId, contentType, int status, reason, int
-  header-count, (key, value) * count, body bytes; the response list ends with -1.
+  header-count, (key, value) * count, body bytes; the response list ends with -1; then the handler's
+  metric lines (``[METRICS]...`` strings, our addition), ending with -1.
 
 Unlike TorchServe, the whole message is length-prefixed, so a reader knows up front how much to read and can
-refuse an absurd length before allocating anything, and a Reply carries a tag like the other two.
+refuse an absurd length before allocating anything; a Reply carries a tag like the other two, and the
+handler's metrics (TorchServe's workers print them on stdout: a pipe write and read per request).
 
 Encoding/decoding are pure functions (`encode`, `decode`); `read_message` / `write_message` serve asyncio
 streams (the frontend) and `recv_message` / `send_message` blocking sockets (the worker). Every malformed
@@ -144,6 +146,9 @@ def _encode_reply(msg: Reply) -> list[bytes]:
             w.str(value)
         w.bytes(response.body)
     w.end()
+    for line in msg.metrics:
+        w.str(line)
+    w.end()
     return w.parts
 
 
@@ -268,7 +273,10 @@ def _decode_reply(r: _Reader) -> Reply:
         headers = [(r.str("response header key"), r.str("response header value")) for _ in range(count)]
         body = r.bytes("response body")
         responses.append(Response(request_id, body, status, reason, content_type, headers))
-    return Reply(code, message, responses)
+    metrics: list[str] = []
+    while (line := r.str_or_end("metric line")) is not None:
+        metrics.append(line)
+    return Reply(code, message, responses, metrics)
 
 
 _DECODERS = {TAG_LOAD[0]: _decode_load, TAG_INFERENCE[0]: _decode_inference, TAG_REPLY[0]: _decode_reply}

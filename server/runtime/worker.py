@@ -10,9 +10,10 @@ Like TorchServe's ``model_service_worker.py`` (spec §7) the worker is the liste
    (end of stream: exit 0). A service with ``set_intermediate_sender(sender)`` gets a sender that writes
    intermediate replies (streaming, header ``ts_stream_next: true``) before ``predict`` returns the final one.
 
-After the load and after each batch, before its reply is sent, the metrics the handler recorded (a service
-with ``metrics.drain()``, like the handler library's) are printed on stdout as TorchServe's ``[METRICS]``
-lines (flushed), which the frontend turns into its backend metrics (spec §3.3).
+After the load and after each batch, the metrics the handler recorded (a service with ``metrics.drain()``,
+like the handler library's) travel in the reply as TorchServe's ``[METRICS]`` lines (`Reply.metrics`), which
+the frontend turns into its backend metrics (spec §3.3) as if they had been printed (TorchServe's workers
+print them on stdout: a pipe write and read per request that this saves).
 
 The service class defaults to ``server.handlers.service:HandlerService``; any class with the same two
 methods can be given with ``--service`` (the tests use their own). When the service lives in the
@@ -20,7 +21,7 @@ methods can be given with ``--service`` (the tests use their own). When the serv
 import ``ts.*``. Torch is never imported here: only the service does that (and it alone reads
 ``TSC_TORCH_THREADS``, which the pool puts in this process's environment).
 
-Nothing but the two start lines and the metric lines goes to stdout from this module (handlers may print; the
+Nothing but the two start lines goes to stdout from this module (handlers may print; the
 frontend logs every other line); diagnostics go to stderr. The frontend owns the worker's life: SIGINT is
 ignored (a Ctrl-C in the server's terminal must not kill workers behind its back), SIGTERM ends it, and so
 does the end of the connection or the death of the parent process (checked every second).
@@ -80,18 +81,17 @@ def _load_error_reply(exc: BaseException) -> Reply:
     return Reply(500, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
-def _emit_metrics(service: Any, hostname: str) -> None:
-    """Print the handler's recorded metrics as ``[METRICS]`` lines on stdout, then flush."""
+def _metric_lines(service: Any, hostname: str) -> list[str]:
+    """The handler's metrics recorded since the last call, as TorchServe's ``[METRICS]`` lines: they travel in
+    the Reply (the frontend logs and counts them as if printed on stdout)."""
     drain = getattr(getattr(service, "metrics", None), "drain", None)
     if not callable(drain):
-        return
+        return []
     try:
-        lines = [f"{record.log_line(hostname)}\n" for record in drain()]
-        if lines:
-            sys.stdout.write("".join(lines))
-            sys.stdout.flush()
+        return [record.log_line(hostname) for record in drain()]
     except Exception as exc:  # metrics must never cost a prediction
         _log(f"Could not report the handler's metrics: {type(exc).__name__}: {exc}")
+        return []
 
 
 def _watch_parent(parent: int) -> None:
@@ -139,8 +139,8 @@ def serve(sock_path: str, service_spec: str = DEFAULT_SERVICE) -> int:
             protocol.send_message(conn, _load_error_reply(exc))
             return 1
         hostname = socket.gethostname()
-        _emit_metrics(service, hostname)
-        protocol.send_message(conn, Reply(200, f"{first.model_name} loaded"))
+        loaded = Reply(200, f"{first.model_name} loaded", metrics=_metric_lines(service, hostname))
+        protocol.send_message(conn, loaded)
         set_sender = getattr(service, "set_intermediate_sender", None)
         if callable(set_sender):  # streaming handlers send intermediate replies before the final one
             set_sender(lambda reply: protocol.send_message(conn, reply))
@@ -154,7 +154,7 @@ def serve(sock_path: str, service_spec: str = DEFAULT_SERVICE) -> int:
             except Exception as exc:  # the service should never raise; keep the worker alive if it does
                 traceback.print_exception(exc, file=sys.stderr)
                 reply = Reply(503, "Prediction failed")
-            _emit_metrics(service, hostname)
+            reply.metrics += _metric_lines(service, hostname)
             protocol.send_message(conn, reply)
     return 0
 

@@ -50,6 +50,7 @@ MESSAGES = [
     Reply(200, "m loaded"),
     Reply(507, "Out of resources"),
     Reply(0, ""),
+    Reply(200, "ok", [Response("r", b"x")], metrics=["[METRICS]HandlerTime.ms:1.5|#ModelName:m|#hostname:h,1,r"]),
 ]
 
 
@@ -82,8 +83,11 @@ def test_torchserve_shapes() -> None:
     assert payload == expected
     empty = encode(Inference([]))[4:]
     assert empty == b"I" + struct.pack(">i", -1)
-    reply = encode(Reply(200, ""))[4:]
-    assert reply == b"R" + struct.pack(">i", 200) + struct.pack(">i", 0) + struct.pack(">i", -1)
+    reply = encode(Reply(200, ""))[4:]  # no responses, no metric lines
+    assert reply == b"R" + struct.pack(">i", 200) + struct.pack(">i", 0) + struct.pack(">i", -1) * 2
+    with_metrics = encode(Reply(200, "", metrics=["[METRICS]X.Count:1"]))[4:]
+    line = b"[METRICS]X.Count:1"
+    assert with_metrics.endswith(struct.pack(">i", -1) + struct.pack(">i", len(line)) + line + struct.pack(">i", -1))
 
 
 def test_large_bodies_round_trip() -> None:
