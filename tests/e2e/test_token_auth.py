@@ -126,8 +126,11 @@ def test_grpc_needs_the_key_of_its_port(server: ForegroundServer) -> None:
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
         listed = stub.ListModels(request, metadata=[("authorization", f"Bearer {k['management']}")])
         assert "echo" in listed.msg
-    log = (server.cwd / "logs" / "access_log.log").read_text()
-    assert 'InferenceAPIsService/Ping HTTP/2.0" 7 ' in log  # PERMISSION_DENIED is code 7
+    access_log = server.cwd / "logs" / "access_log.log"
+    deadline = time.monotonic() + 10  # the log writer writes every 20 ms
+    while 'InferenceAPIsService/Ping HTTP/2.0" 7 ' not in access_log.read_text():  # PERMISSION_DENIED is code 7
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def test_tritonclient_with_the_inference_key(server: ForegroundServer) -> None:
