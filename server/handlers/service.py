@@ -14,7 +14,9 @@ otherwise the module must define exactly one class, which is instantiated with n
 initialized with ``initialize(context)``.
 
 Environment read here: ``TSC_TORCH_THREADS`` (``torch.set_num_threads`` at load) and
-``TS_DECODE_INPUT_REQUEST`` (``false`` turns off input decoding, as in TorchServe).
+``TS_DECODE_INPUT_REQUEST`` (``false`` turns off input decoding, as in TorchServe). A batch's ``threads``
+(the frontend's share of the cores for it, `server.runtime.pool.CoreShare`) sets torch's thread count
+before it runs.
 """
 
 from __future__ import annotations
@@ -180,6 +182,14 @@ def _set_torch_threads() -> None:
     torch.set_num_threads(threads)
 
 
+def use_threads(threads: int) -> None:
+    """torch's intra-op thread count for the next batch (the frontend's share of the cores for it); nothing
+    when the handler never imported torch (importing it here would cost seconds for nothing)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 # -- predicting ---------------------------------------------------------------------------------------
 
 
@@ -316,6 +326,8 @@ class HandlerService:
 
     def predict(self, batch: Inference) -> Reply:
         """Run one batch; whole-batch failures come back as a non-200 `Reply` (spec §6.3)."""
+        if batch.threads > 0:
+            use_threads(batch.threads)
         context = self._context
         data, processors, request_ids = decode_batch(batch.requests)
         context.request_ids = request_ids

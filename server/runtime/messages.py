@@ -43,9 +43,11 @@ class Load:
 
 @dataclass
 class Inference:
-    """A batch of requests, in arrival order."""
+    """A batch of requests, in arrival order; ``threads``: the compute threads the worker should use for it
+    (its share of the cores while it runs; 0: leave them as they are)."""
 
     requests: list[Request]
+    threads: int = 0
 
 
 @dataclass

@@ -32,7 +32,9 @@ Environment of a worker: the caller's ``env`` (default: this process's environme
 front of ``PYTHONPATH``, ``PYTHONUNBUFFERED=1`` unless set, and ``TSC_TORCH_THREADS`` unless set: it is
 ``max(1, os.cpu_count() // n)`` where ``n`` is the number of (not stopping) workers of this pool at the
 moment the process is spawned, so the workers of one model share the cores instead of each using all of
-them. The working directory is the model directory (when it exists), as in TorchServe.
+them. After that, threads follow the load: each batch carries its share of the cores (`CoreShare`: the
+cores divided by the batches running at that moment in every pool of this process), which the worker sets
+before running it; a user's ``TSC_TORCH_THREADS`` or ``OMP_NUM_THREADS`` fixes them instead. The working directory is the model directory (when it exists), as in TorchServe.
 
 Logging: every line a worker writes goes to the ``MODEL_LOG`` logger (stdout at INFO, stderr at WARNING)
 with ``extra={"ts_thread": "W-<id>-<model>_<version>-stdout"}`` (or ``-stderr``); life-cycle events go to
@@ -110,6 +112,37 @@ AF_UNIX_PATH_MAX = 107
 _worker_ids = itertools.count(9000)
 _Outgoing = Load | Inference | None  # what the frontend sends (None: nothing, just read the next reply)
 Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]  # asyncio.create_subprocess_exec's shape
+
+
+FIXED_THREADS_ENV = ("TSC_TORCH_THREADS", "OMP_NUM_THREADS")  # set by the user: threads stay as given
+
+
+class CoreShare:
+    """The cores, shared by the batches that run at this moment in the workers of every pool of this process:
+    a batch is sent with ``threads = cores // running`` (at least 1), so a worker alone in its work uses every
+    core and busy workers split them; the worker sets torch's thread count before the batch (it can change
+    between batches, so running workers re-balance as the load and the worker count change)."""
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores if cores is not None else _usable_cores()
+        self.running = 0
+
+    def take(self) -> int:
+        self.running += 1
+        return max(1, self.cores // self.running)
+
+    def give_back(self) -> None:
+        self.running = max(0, self.running - 1)
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+CORES = CoreShare()
 
 
 class WorkerStatus:
@@ -311,13 +344,17 @@ class WorkerPool:
         socket_dir: Path | None = None,
         metrics: ServerMetrics | None = None,
         spawn: Spawn = asyncio.create_subprocess_exec,
+        cores: CoreShare | None = None,
     ) -> None:
         self.spec = spec
+        self._cores = cores if cores is not None else CORES
         self._metrics = metrics
         self._spawn = spawn
         self._python = python
         self._service = service
         self._env = dict(env) if env is not None else None
+        fixed = os.environ if env is None else env
+        self._threads_follow_load = not any(fixed.get(key) for key in FIXED_THREADS_ENV)
         self._gpu_ids = tuple(gpu_ids)
         self._next_gpu = 0
         self._socket_dir_arg = Path(socket_dir) if socket_dir is not None else None
@@ -803,8 +840,9 @@ class WorkerPool:
         backend_ns = 0  # waiting for the worker
         for job in jobs:
             job.scheduled_ns = start_ns
+        threads = self._cores.take() if self._threads_follow_load else 0
         try:
-            batch = Inference([job.request for job in jobs])
+            batch = Inference([job.request for job in jobs], threads)
             sent_ns = time.monotonic_ns()
             reply = await self._exchange(worker, batch, timeout, "inference")
             backend_ns += time.monotonic_ns() - sent_ns
@@ -825,6 +863,8 @@ class WorkerPool:
             raise
         finally:
             worker.in_flight = []
+            if threads:
+                self._cores.give_back()
         answered = self._deliver(jobs, reply)
         if self._metrics is not None:
             try:

@@ -12,7 +12,8 @@ an int32 ``-1`` where the next element's first length would be.
 * Load: modelName, modelPath, int batchSize, handler, int gpuId, envelope, bool (1 byte)
   limitMaxImagePixels, then modelVersion (our addition, last).
 * Inference: per request: requestId, (headerName, headerValue)... -1, (inputName, contentType, value
-  bytes)... -1; the request list ends with -1.
+  bytes)... -1; the request list ends with -1; then int threads (our addition: 0, or the compute threads
+  the worker should use for this batch).
 * Reply: int code, message, then per response: requestId, contentType, int status, reason, int
   header-count, (key, value) * count, body bytes; the response list ends with -1; then the handler's
   metric lines (``[METRICS]...`` strings, our addition), ending with -1.
@@ -128,6 +129,7 @@ def _encode_inference(msg: Inference) -> list[bytes]:
             w.bytes(item.value)
         w.end()
     w.end()
+    w.int(msg.threads)
     return w.parts
 
 
@@ -256,7 +258,7 @@ def _decode_inference(r: _Reader) -> Inference:
             content_type = r.str("input contentType")
             inputs.append(InputItem(input_name, content_type, r.bytes("input value")))
         requests.append(Request(request_id, headers, inputs))
-    return Inference(requests)
+    return Inference(requests, r.int("threads"))
 
 
 def _decode_reply(r: _Reader) -> Reply:

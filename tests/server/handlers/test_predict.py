@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from server.handlers.service import HandlerService
-from server.runtime.messages import Reply
+from server.runtime.messages import Inference, Reply
 from tests.server.handlers.conftest import batch, load_msg, make_model_dir, req
 
 HANDLERS = """
@@ -376,3 +376,16 @@ def test_body_envelope(model_dir: Path) -> None:
     reply = svc.predict(batch(req("a", ("data", "application/json", b"[1]")), req("b", ("body", "text/plain", b"x"))))
     assert sys.modules["fns"].SEEN["flat"] == [[1], "x"]
     assert [r.body for r in reply.responses] == [b"out0", b"out1"]
+
+
+def test_a_batch_sets_torchs_thread_count_to_its_share(model_dir: Path) -> None:
+    svc = service(model_dir, "echo")
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            reply = svc.predict(Inference([req("r", ("body", "", b"x"))], threads=threads))
+            assert reply.code == 200 and torch.get_num_threads() == threads
+        svc.predict(Inference([req("r", ("body", "", b"x"))], threads=0))  # 0: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -91,6 +91,7 @@ class EchoService:
                 "batch_size": self.load_msg.batch_size,
                 "model_version": self.load_msg.model_version,
                 "threads": os.environ.get("TSC_TORCH_THREADS"),
+                "batch_threads": msg.threads,
                 "cwd": os.getcwd(),
                 "headers": request.headers,
             }

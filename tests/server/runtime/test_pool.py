@@ -16,7 +16,7 @@ import pytest
 
 from server.errors import RequestTimeout, ServiceUnavailable, WorkerDied, WorkerError, no_worker
 from server.runtime.messages import Response
-from server.runtime.pool import WorkerPool, WorkerStatus
+from server.runtime.pool import CoreShare, WorkerPool, WorkerStatus
 
 from .conftest import make_request
 
@@ -499,3 +499,31 @@ async def test_a_slot_says_why_its_last_process_failed_until_one_loads(make_pool
     assert "exit code 3" in (pool.workers()[0].failure or "")
     await eventually(lambda: pool.workers()[0].status == WorkerStatus.READY, timeout=20)
     assert pool.workers()[0].failure is None  # a process of the slot loaded the model again
+
+
+@pytest.mark.asyncio
+async def test_each_batch_gets_its_share_of_the_cores(make_pool) -> None:
+    cores = CoreShare(cores=4)
+    pool: WorkerPool = make_pool(pool_kwargs={"cores": cores, "env": without_thread_settings()})
+    await pool.scale(2)
+
+    async def threads_of(data: str) -> int:
+        response = await pool.predict(make_request(data, data))
+        return json.loads(response.body)["batch_threads"]
+
+    assert await threads_of("alone") == 4  # a worker alone in its work uses every core
+    both = await asyncio.gather(threads_of("sleep:0.5"), threads_of("sleep:0.5"))
+    assert sorted(both) == [2, 4]  # the second batch to start while the first runs gets half
+    assert await threads_of("alone again") == 4 and cores.running == 0
+
+
+@pytest.mark.asyncio
+async def test_threads_set_by_the_user_stay_as_given(make_pool) -> None:
+    pool: WorkerPool = make_pool(pool_kwargs={"env": dict(without_thread_settings(), OMP_NUM_THREADS="1")})
+    await pool.scale(1)
+    response = await pool.predict(make_request("x", "x"))
+    assert json.loads(response.body)["batch_threads"] == 0
+
+
+def without_thread_settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "TSC_TORCH_THREADS")}

@@ -46,6 +46,7 @@ MESSAGES = [
     Load("", "", 1, "", -1, "", True, ""),
     INFERENCE,
     Inference([]),
+    Inference([], threads=3),
     REPLY,
     Reply(200, "m loaded"),
     Reply(507, "Out of resources"),
@@ -82,7 +83,7 @@ def test_torchserve_shapes() -> None:
     )
     assert payload == expected
     empty = encode(Inference([]))[4:]
-    assert empty == b"I" + struct.pack(">i", -1)
+    assert empty == b"I" + struct.pack(">i", -1) + struct.pack(">i", 0)  # no requests; threads 0
     reply = encode(Reply(200, ""))[4:]  # no responses, no metric lines
     assert reply == b"R" + struct.pack(">i", 200) + struct.pack(">i", 0) + struct.pack(">i", -1) * 2
     with_metrics = encode(Reply(200, "", metrics=["[METRICS]X.Count:1"]))[4:]
