@@ -34,7 +34,8 @@ front of ``PYTHONPATH``, ``PYTHONUNBUFFERED=1`` unless set, and ``TSC_TORCH_THRE
 moment the process is spawned, so the workers of one model share the cores instead of each using all of
 them. After that, threads follow the load: each batch carries its share of the cores (`CoreShare`: the
 cores divided by the batches running at that moment in every pool of this process), which the worker sets
-before running it; a user's ``TSC_TORCH_THREADS`` or ``OMP_NUM_THREADS`` fixes them instead. The working directory is the model directory (when it exists), as in TorchServe.
+before running it; a user's ``TSC_TORCH_THREADS`` or ``OMP_NUM_THREADS`` fixes them instead.
+The working directory is the model directory (when it exists), as in TorchServe.
 
 Logging: every line a worker writes goes to the ``MODEL_LOG`` logger (stdout at INFO, stderr at WARNING)
 with ``extra={"ts_thread": "W-<id>-<model>_<version>-stdout"}`` (or ``-stderr``); life-cycle events go to
