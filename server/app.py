@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import encodings.idna  # noqa: F401  (the first listener would import it on the event loop)
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from server.models.snapshot import SnapshotWriter
 from server.models.store import ModelStore
 from server.oip.service import OpenInference
 from server.runtime.pool import ModelSpec, WorkerPool
+from server.telemetry.loop_watch import LoopWatch
 from server.telemetry.metrics import ServerMetrics
 
 log = logging.getLogger("server.app")
@@ -68,6 +70,7 @@ class ModelServer:
             download_timeout_s=settings.positive("download_timeout", DEFAULT_TIMEOUT_S),
         )
         self.metrics = ServerMetrics(settings)
+        self.loop_watch = LoopWatch.from_settings(settings)  # logs event-loop stalls (loop_stall_warn_ms)
         self._collector: asyncio.Task[None] | None = None
         env = worker_env(settings)
         self.registry = Registry(settings, self.store, self._pool_factory(env))
@@ -116,6 +119,7 @@ class ModelServer:
 
     async def start(self) -> None:
         s = self.settings
+        self.loop_watch.start()
         log.info("Model store: %s", s.model_store or "(none)")
         for key in s.unknown_keys:
             log.warning("config: unknown key %s is ignored", key)
@@ -166,7 +170,8 @@ class ModelServer:
                 await self._collector
         self.metrics.close()
         self.auth.close()
-        shutil.rmtree(self.work_dir, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.work_dir, True)  # unpacked models: off the event loop
+        self.loop_watch.stop()
         log.info("Model server stopped.")
 
 

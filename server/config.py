@@ -80,7 +80,7 @@ _KNOWN_KEYS = set(DEFAULTS) | {
     "grpc_management_max_connection_age_grace_ms",
     # tsconsole's own keys
     "max_workers_per_model", "max_upload_size", "max_download_size", "download_timeout",
-    "request_body_timeout",
+    "request_body_timeout", "loop_stall_warn_ms",
 }  # fmt: skip
 _VAR = re.compile(r"\$\$([A-Za-z_][A-Za-z0-9_]*)\$\$")
 

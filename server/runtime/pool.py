@@ -19,7 +19,8 @@ A process that is still there ``KILL_WAIT_S`` after its SIGKILL is stuck in the 
 e.g. in a hung GPU driver) and may never exit: the pool logs an ERROR and abandons it, as if it had exited
 with an unknown exit code. Its batch fails with `WorkerDied` at once, the slot restarts as after any crash,
 `close` does not wait for it, and a background task logs the exit if it ever comes. Processes are started
-by the ``spawn`` function (`asyncio.create_subprocess_exec` unless a test gives another).
+by the ``spawn`` function (`server.runtime.spawn.default_spawn`: off the event loop, unless a test gives
+another), and everything else that touches the disk (socket folder, socket files) runs off the loop too.
 
 Requests (spec §12.5). One `Batcher` per pool (the version's FIFO queue of ``job_queue_size``); each
 serving worker takes a batch from it, sends it as one `Inference`, and waits ``response_timeout_s`` for the
@@ -76,6 +77,7 @@ from server.errors import RequestTimeout, ServeError, WorkerDied, WorkerError, n
 from server.runtime import protocol
 from server.runtime.batcher import Batcher, QueueFull
 from server.runtime.messages import Inference, Load, Reply, Request, Response
+from server.runtime.spawn import default_spawn
 from server.telemetry.metrics import is_metrics_line
 
 if TYPE_CHECKING:
@@ -112,7 +114,7 @@ AF_UNIX_PATH_MAX = 107
 
 _worker_ids = itertools.count(9000)
 _Outgoing = Load | Inference | None  # what the frontend sends (None: nothing, just read the next reply)
-Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]  # asyncio.create_subprocess_exec's shape
+Spawn = Callable[..., Awaitable[Any]]  # asyncio.create_subprocess_exec's shape (and result's interface)
 
 
 FIXED_THREADS_ENV = ("TSC_TORCH_THREADS", "OMP_NUM_THREADS")  # set by the user: threads stay as given
@@ -290,6 +292,11 @@ def _private_socket_dir() -> Path:
     raise OSError("no temporary folder with a path short enough for a Unix socket: set TMPDIR to a short path")
 
 
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
 def _rss(pid: int | None) -> int:
     if pid is None:
         return 0
@@ -331,7 +338,7 @@ class WorkerPool:
     workers; ``gpu_ids`` are given to new workers round-robin (none: CPU, ``gpu_id`` -1); ``socket_dir``
     holds the worker sockets (default: a private 0700 temporary directory, removed by `close`);
     ``metrics`` receives the pool's metrics and the workers' metric lines (see the module docstring);
-    ``spawn`` starts a worker process (called like `asyncio.create_subprocess_exec`, which is the default).
+    ``spawn`` starts a worker process (called like `asyncio.create_subprocess_exec`; default: `default_spawn`).
     """
 
     def __init__(
@@ -344,7 +351,7 @@ class WorkerPool:
         gpu_ids: Sequence[int] = (),
         socket_dir: Path | None = None,
         metrics: ServerMetrics | None = None,
-        spawn: Spawn = asyncio.create_subprocess_exec,
+        spawn: Spawn = default_spawn,
         cores: CoreShare | None = None,
     ) -> None:
         self.spec = spec
@@ -439,7 +446,7 @@ class WorkerPool:
             new: list[_Worker] = []
             victims: list[_Worker] = []
             if target > len(active):
-                self._ensure_socket_dir()
+                await self._ensure_socket_dir()
                 for _ in range(target - len(active)):
                     worker = self._new_worker()
                     self._workers.append(worker)
@@ -598,8 +605,8 @@ class WorkerPool:
                     worker.task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
-        if self._socket_dir is not None and self._owns_socket_dir:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        if self._socket_dir is not None and self._owns_socket_dir:  # off the loop: a slow disk takes its time
+            await asyncio.to_thread(shutil.rmtree, self._socket_dir, True)
         self._socket_dir = None
 
     async def _drain(self, seconds: float) -> None:
@@ -626,13 +633,13 @@ class WorkerPool:
         thread = f"W-{worker_id}-{self.spec.model_name}_{self.spec.model_version}"
         return _Worker(worker_id, gpu, thread)
 
-    def _ensure_socket_dir(self) -> Path:
+    async def _ensure_socket_dir(self) -> Path:
         if self._socket_dir is None:
             if self._socket_dir_arg is not None:
-                self._socket_dir_arg.mkdir(mode=0o700, parents=True, exist_ok=True)
+                await asyncio.to_thread(self._socket_dir_arg.mkdir, mode=0o700, parents=True, exist_ok=True)
                 self._socket_dir = self._socket_dir_arg
             else:
-                self._socket_dir = _private_socket_dir()
+                self._socket_dir = await asyncio.to_thread(_private_socket_dir)
         return self._socket_dir
 
     def _request_stop(self, worker: _Worker) -> None:
@@ -743,12 +750,11 @@ class WorkerPool:
         """Spawn the process, wait for its start line, connect and load the model (raises `_Failure`)."""
         worker.status = WorkerStatus.LOADING
         worker.start_time = time.time()
-        sock_path = self._ensure_socket_dir() / f"w-{worker.id}.sock"
+        sock_path = await self._ensure_socket_dir() / f"w-{worker.id}.sock"
         if len(os.fsencode(sock_path)) > AF_UNIX_PATH_MAX:
             message = "Worker socket path too long"
             raise _Failure(f"{message}: {sock_path}", code=500, message=message)
-        with contextlib.suppress(FileNotFoundError):
-            sock_path.unlink()
+        await asyncio.to_thread(_unlink, sock_path)
         cmd = [self._python, "-m", WORKER_MODULE, "--sock", str(sock_path)]
         if self._service:
             cmd += ["--service", self._service]
@@ -1053,8 +1059,7 @@ class WorkerPool:
                 _, pending = await asyncio.wait(inst.pumps, timeout=1.0)
                 for pump in pending:  # a grandchild may still hold the pipes
                     pump.cancel()
-            with contextlib.suppress(OSError):
-                inst.sock_path.unlink()
+            await asyncio.to_thread(_unlink, inst.sock_path)
             if worker.inst is inst and (inst.exit_code() is not None or inst.abandoned):
                 worker.inst = None
 
