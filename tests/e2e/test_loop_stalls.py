@@ -1,6 +1,6 @@
 """The frontend's event loop never stalls: a real server with ``loop_stall_warn_ms=100`` registers, serves,
-receives an uploaded archive, sends a 30 MB log tail, scales and unregisters models and stops, and once it has started its
-ts_log.log names no blocked loop (a failure prints the lines: they say where the loop was blocked)."""
+receives an uploaded archive, sends a 30 MB log tail, scales and unregisters models and stops, and once it
+has started its ts_log.log names no blocked loop (a failure prints the lines: they say where it blocked)."""
 
 from __future__ import annotations
 
