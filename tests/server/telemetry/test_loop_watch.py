@@ -43,6 +43,21 @@ def run(new_loop, main):
         return runner.run(main())
 
 
+def watch_around(callback, new_loop=asyncio.new_event_loop) -> LoopWatch:
+    """A 100 ms watch on a fresh loop on which ``callback`` runs once, a tenth of a second in."""
+
+    async def main() -> LoopWatch:
+        watch = LoopWatch(100)
+        watch.start()
+        await asyncio.sleep(0.1)
+        asyncio.get_running_loop().call_soon(callback)
+        await asyncio.sleep(0.3)
+        watch.stop()
+        return watch
+
+    return run(new_loop, main)
+
+
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "server.loop" and r.levelno == logging.WARNING]
 
@@ -54,17 +69,7 @@ def blocker() -> None:
 @pytest.mark.parametrize("new_loop", LOOPS)
 def test_a_blocking_callback_is_reported_once_with_where_it_blocked(new_loop, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="server.loop")
-
-    async def main() -> LoopWatch:
-        watch = LoopWatch(100)
-        watch.start()
-        await asyncio.sleep(0.1)
-        asyncio.get_running_loop().call_soon(blocker)
-        await asyncio.sleep(0.3)
-        watch.stop()
-        return watch
-
-    watch = run(new_loop, main)
+    watch = watch_around(blocker, new_loop)
     [message] = warnings(caplog)
     match = re.fullmatch(r"Event loop blocked for (\d+) ms at (.*)", message)
     assert match, message
@@ -126,16 +131,7 @@ def holds_the_gil() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libc's usleep through ctypes")
 def test_a_call_holding_the_gil_is_reported_just_after_it(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="server.loop")
-
-    async def main() -> None:
-        watch = LoopWatch(100)
-        watch.start()
-        await asyncio.sleep(0.1)
-        asyncio.get_running_loop().call_soon(holds_the_gil)
-        await asyncio.sleep(0.3)
-        watch.stop()
-
-    asyncio.run(main())
+    watch_around(holds_the_gil)
     [message] = warnings(caplog)
     assert re.fullmatch(
         f"Event loop blocked for \\d+ ms at {THIS}:\\d+ in holds_the_gil "
