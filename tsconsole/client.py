@@ -98,10 +98,17 @@ def read_key_file(path: Path) -> tuple[str | None, str | None]:
         return None, None
 
 
-def _transport(url: str) -> tuple[str, httpx.AsyncHTTPTransport | None]:
+def split_socket(url: str) -> tuple[str, str | None]:
+    """A REST address as (base URL, Unix socket path): ``unix:/run/ts.sock`` is ``("http://localhost",
+    "/run/ts.sock")``; any other URL is itself (without a trailing ``/``) and None."""
     if url.startswith("unix:"):
-        return "http://localhost", httpx.AsyncHTTPTransport(uds=url[len("unix:") :])
+        return "http://localhost", url[len("unix:") :]
     return url.rstrip("/"), None
+
+
+def _transport(url: str) -> tuple[str, httpx.AsyncHTTPTransport | None]:
+    base, socket = split_socket(url)
+    return base, httpx.AsyncHTTPTransport(uds=socket) if socket else None
 
 
 class Client:

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 import psutil
 
-from tsconsole.client import read_key_file
+from tsconsole.client import read_key_file, split_socket
 from tsconsole.connection import KEY_FILE
 
 STARTED = "Model server started."
@@ -177,10 +177,8 @@ def stop(*, timeout: float = 60.0) -> int:
 
 def _http(url: str, key: str | None) -> tuple[str, httpx.Client]:
     """The base URL and a client for one of the server's addresses (``unix:`` ones too), with ``key``."""
-    base, transport = url.rstrip("/"), None
-    if base.startswith("unix:"):
-        transport = httpx.HTTPTransport(uds=base[len("unix:") :])
-        base = "http://localhost"
+    base, socket = split_socket(url)
+    transport = httpx.HTTPTransport(uds=socket) if socket else None
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return base, httpx.Client(transport=transport, timeout=5, headers=headers)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tsconsole.client import Endpoints
+from tsconsole.client import Endpoints, split_socket
 from tsconsole.connection import INFERENCE_TOKEN_ENV, refused_hint, with_token
 from tsconsole.daemon import running
 
@@ -47,9 +47,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     record = running()
     base = args.url or (record.inference if record else "http://127.0.0.1:8080")
-    transport = None
-    if base.startswith("unix:"):
-        transport, base = httpx.HTTPTransport(uds=base[len("unix:") :]), "http://localhost"
+    base, socket = split_socket(base)
+    transport = httpx.HTTPTransport(uds=socket) if socket else None
     path = f"/{'explanations' if args.explain else 'predictions'}/{args.model}"
     if args.version:
         path += f"/{args.version}"

@@ -63,15 +63,17 @@ def body_timeout(request: web.Request) -> float:
 
 
 @contextlib.asynccontextmanager
-async def body_deadline(request: web.Request) -> AsyncIterator[None]:
-    """Read a request's body inside this block: a client that trickles it (slowloris) gets 408 after
-    ``request_body_timeout`` seconds instead of holding a connection and its buffers forever."""
+async def body_deadline(
+    request: web.Request, message: str = "The request body did not arrive within {seconds:g} s."
+) -> AsyncIterator[None]:
+    """Read a request's body inside this block: a client that trickles it (slowloris) gets 408 (``message``)
+    after ``request_body_timeout`` seconds instead of holding a connection and its buffers forever."""
     seconds = body_timeout(request)
     try:
         async with asyncio.timeout(seconds):
             yield
     except TimeoutError:
-        raise RequestTimeout(f"The request body did not arrive within {seconds:g} s.") from None
+        raise RequestTimeout(message.format(seconds=seconds)) from None
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -30,14 +30,13 @@ from archiver import ArchiveInfo, ArchiverError, ModelArchiveConfig, build_model
 from archiver.manifest import BUILTIN_HANDLERS, LSP_BUILTIN_HANDLERS
 from archiver.mar import archive_path, check_output
 from archiver.writer import FORMAT_SUFFIXES
-from server.api.http import body_timeout, json_response
+from server.api.http import body_deadline, json_response
 from server.config import Settings
 from server.errors import (
     BadRequest,
     Conflict,
     InternalServerError,
     MethodNotAllowed,
-    RequestTimeout,
     ResourceNotFound,
     ServeError,
     ServiceUnavailable,
@@ -184,12 +183,8 @@ class ArchiveUploads:
     @staticmethod
     async def _piece(request: web.Request, read: Awaitable[T]) -> T:
         """One read of the body: an upload may take long, but not ``request_body_timeout`` without a byte."""
-        seconds = body_timeout(request)
-        try:
-            async with asyncio.timeout(seconds):
-                return await read
-        except TimeoutError:
-            raise RequestTimeout(f"The upload stalled: nothing arrived for {seconds:g} s.") from None
+        async with body_deadline(request, "The upload stalled: nothing arrived for {seconds:g} s."):
+            return await read
 
     async def _receive(self, request: web.Request, folder: Path, cap: int) -> _Upload:
         upload = _Upload()

@@ -121,9 +121,14 @@ class _LogFile:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open, closed in close()
         self._size = self._file.tell()
 
-    def take(self, record: _Record) -> None:
+    def take(self, record: _Record, rendered: dict[logging.Formatter, str]) -> None:
+        """Queue ``record`` if it is this output's; ``rendered``: the record's text per formatter so far (the
+        same line goes to ts_log.log and the console: formatted once)."""
         if self.only is None or record.name == self.only:
-            self.pending.append(self.formatter.format(record))  # type: ignore[arg-type]
+            text = rendered.get(self.formatter)
+            if text is None:
+                text = rendered[self.formatter] = self.formatter.format(record)  # type: ignore[arg-type]
+            self.pending.append(text)
 
     def flush(self) -> None:
         if not self.pending:
@@ -199,9 +204,10 @@ class _Writer(threading.Thread):
                 if record is _STOP:
                     stopping = True
                     continue
+                rendered: dict[logging.Formatter, str] = {}
                 for output in self.outputs:
                     try:
-                        output.take(record)
+                        output.take(record, rendered)
                     except Exception as exc:  # a record that cannot be formatted is reported, not fatal
                         output.pending.append(f"(unformattable log record of {record.name}: {exc!r})")
             for output in self.outputs:
@@ -261,7 +267,7 @@ def setup_logging(
     log4j = Log4jFormatter()
     outputs = [
         _LogFile(log4j, path=log_location / "ts_log.log", max_bytes=max_bytes),
-        _LogFile(Log4jFormatter(), path=log_location / "model_log.log", only=MODEL_LOG, max_bytes=max_bytes),
+        _LogFile(log4j, path=log_location / "model_log.log", only=MODEL_LOG, max_bytes=max_bytes),
         _LogFile(AccessFormatter(), path=log_location / "access_log.log", only=ACCESS_LOG, max_bytes=max_bytes),
         _LogFile(MetricsFormatter(), path=metrics_dir / "ts_metrics.log", only=TS_METRICS, max_bytes=max_bytes),
         _LogFile(MetricsFormatter(), path=metrics_dir / "model_metrics.log", only=MODEL_METRICS, max_bytes=max_bytes),
