@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,10 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits"
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (held open together while picked: the kernel never hands one out twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def write_config(folder: Path, **extra: str) -> dict[str, str]:
@@ -32,8 +40,9 @@ def write_config(folder: Path, **extra: str) -> dict[str, str]:
 
     Token authorization is off unless ``extra`` says ``disable_token_authorization="false"``.
     """
-    ports = {"inference": free_port(), "management": free_port(), "metrics": free_port()}
-    grpc = {"grpc_inference": free_port(), "grpc_management": free_port()}
+    picked = free_ports(5)  # distinct: five separate picks could repeat a port
+    ports = dict(zip(("inference", "management", "metrics"), picked[:3], strict=True))
+    grpc = dict(zip(("grpc_inference", "grpc_management"), picked[3:], strict=True))
     props = {f"{k}_address": f"http://127.0.0.1:{v}" for k, v in ports.items()}
     props |= {f"{k}_port": str(v) for k, v in grpc.items()}
     props |= {"disable_token_authorization": "true"} | extra  # test_token_auth.py passes "false"
