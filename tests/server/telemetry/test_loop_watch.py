@@ -130,14 +130,22 @@ def holds_the_gil() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libc's usleep through ctypes")
 def test_a_call_holding_the_gil_is_reported_just_after_it(caplog: pytest.LogCaptureFixture) -> None:
+    """The watchdog looks as soon as it gets the GIL back. On a loaded host the OS may not run its thread until
+    the loop has gone on (into `stop`, here), so the scenario gets three tries; one must name the call."""
     caplog.set_level(logging.WARNING, logger="server.loop")
-    watch_around(holds_the_gil)
-    [message] = warnings(caplog)
-    assert re.fullmatch(
+    expected = (
         f"Event loop blocked for \\d+ ms at {THIS}:\\d+ in holds_the_gil "
-        "\\(first seen \\d+ ms into it: the call just before held the GIL\\)",
-        message,
-    ), message
+        "\\(first seen \\d+ ms into it: the call just before held the GIL\\)"
+    )
+    tries: list[list[str]] = []
+    for _ in range(3):
+        caplog.clear()
+        watch_around(holds_the_gil)
+        tries.append(warnings(caplog))
+        if len(tries[-1]) == 1 and re.fullmatch(expected, tries[-1][0]):
+            break
+    [message] = tries[-1]
+    assert re.fullmatch(expected, message), tries
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
