@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,18 +61,36 @@ def body_timeout(request: web.Request) -> float:
     return request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT_S)
 
 
-@contextlib.asynccontextmanager
-async def body_deadline(
-    request: web.Request, message: str = "The request body did not arrive within {seconds:g} s."
-) -> AsyncIterator[None]:
-    """Read a request's body inside this block: a client that trickles it (slowloris) gets 408 (``message``)
-    after ``request_body_timeout`` seconds instead of holding a connection and its buffers forever."""
-    seconds = body_timeout(request)
-    try:
-        async with asyncio.timeout(seconds):
-            yield
-    except TimeoutError:
-        raise RequestTimeout(message.format(seconds=seconds)) from None
+class body_deadline:
+    """``async with body_deadline(request):`` read a request's body inside this block: a client that trickles
+    it (slowloris) gets 408 (``message``) after ``request_body_timeout`` seconds instead of holding a
+    connection and its buffers forever. A body that has wholly arrived already (the usual small request)
+    needs no timer."""
+
+    __slots__ = ("_message", "_request", "_seconds", "_timeout")
+
+    def __init__(
+        self, request: web.Request, message: str = "The request body did not arrive within {seconds:g} s."
+    ) -> None:
+        self._request = request
+        self._message = message
+        self._seconds = 0.0
+        self._timeout: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        if self._request.content.is_eof():
+            return
+        self._seconds = body_timeout(self._request)
+        self._timeout = asyncio.timeout(self._seconds)
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._timeout is None:
+            return
+        try:
+            await self._timeout.__aexit__(kind, exc, tb)
+        except TimeoutError:
+            raise RequestTimeout(self._message.format(seconds=self._seconds)) from None
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -8,6 +8,7 @@ leaves the queue without reaching a worker (or, in flight, has its answer droppe
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator
 
@@ -40,13 +41,14 @@ async def to_request(request: web.Request, extra_headers: dict[str, str], *, que
     mime = _mime(request)
     async with body_deadline(request):
         inputs += await _body_inputs(request, mime)
-    headers = [(k, v) for k, v in request.headers.items()] + list(extra_headers.items())
-    for name, value in headers:  # the worker protocol carries UTF-8: refuse here, never fail a batch
-        try:
-            name.encode("utf-8")
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest(f"Header {name.encode('utf-8', 'replace').decode()!r} is not valid UTF-8.") from None
+    headers = [*request.headers.items(), *extra_headers.items()]
+    if not "".join(itertools.chain.from_iterable(headers)).isascii():  # else surely valid UTF-8
+        for name, value in headers:  # the worker protocol carries UTF-8: refuse here, never fail a batch
+            try:
+                name.encode("utf-8")
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"Header {name.encode('utf-8', 'replace').decode()!r} is not valid UTF-8.") from None
     return Request(request_id=request_id(request), headers=headers, inputs=inputs)
 
 

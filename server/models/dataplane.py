@@ -9,13 +9,10 @@ already in flight is answered by its worker and the answer dropped (the pool cou
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from server.errors import RequestTooLarge
 from server.models.registry import ModelVersion, Registry
 from server.runtime.messages import Request, Response
-from server.runtime.pool import WorkerStatus
+from server.runtime.pool import Answers, WorkerStatus
 
 
 def ready_workers(entry: ModelVersion) -> int:
@@ -68,13 +65,9 @@ class DataPlane:
         entry = self.registry.get(name, version)
         return self._bounded(await entry.pool.predict(request, url_version=version))
 
-    async def stream(self, name: str, version: str | None, request: Request) -> AsyncIterator[Response]:
-        """Like `predict`, yielding each intermediate response of a streaming handler, then the last one.
-
-        A handler that does not stream yields exactly one response. Closing the iterator early (a client
-        that went away) cancels the request like a cancelled `predict`.
-        """
+    def stream(self, name: str, version: str | None, request: Request) -> Answers:
+        """Like `predict`: an async iterator of each intermediate response of a streaming handler, then the
+        last one (exactly one when the handler does not stream). Closing it early (``aclose``: a client that
+        went away) cancels the request like a cancelled `predict`."""
         entry = self.registry.get(name, version)
-        async with contextlib.aclosing(entry.pool.predict_stream(request, url_version=version)) as answers:
-            async for response in answers:
-                yield self._bounded(response)
+        return entry.pool.predict_stream(request, url_version=version, check=self._bounded)

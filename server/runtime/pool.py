@@ -65,7 +65,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -193,6 +193,69 @@ class _Job:
     on_intermediate: Callable[[Response], None] | None = None
     enqueued_ns: int = 0  # time.monotonic_ns() when queued
     scheduled_ns: int = 0  # ... when its batch was sent to a worker
+
+
+class Answers:
+    """The responses to one request, as an async iterator (`WorkerPool.predict_stream`): the intermediate
+    ones of a streaming handler as they arrive, then the final one. A class, not an async generator: this is
+    every request's path, and an async generator costs a hook, a weak reference and a task switch more."""
+
+    __slots__ = ("_arrived", "_check", "_finished", "_job", "_pool", "_wake")
+
+    def __init__(
+        self, pool: WorkerPool, request: Request, url_version: str | None, check: Callable[[Response], Response] | None
+    ) -> None:
+        self._pool = pool
+        self._check = check
+        self._arrived: deque[Response] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._finished = False  # the final response (or error) was handed out, or the request abandoned
+        self._job = pool._enqueue(request, url_version, self._on_intermediate)
+        self._job.future.add_done_callback(self._wake_up)
+
+    def _wake_up(self, _: object = None) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def _on_intermediate(self, response: Response) -> None:
+        self._arrived.append(response)
+        self._wake_up()
+
+    def __aiter__(self) -> Answers:
+        return self
+
+    async def __anext__(self) -> Response:
+        response = await self._next()
+        return self._check(response) if self._check is not None else response
+
+    async def _next(self) -> Response:
+        if self._arrived:
+            return self._arrived.popleft()
+        if self._finished:
+            raise StopAsyncIteration
+        job = self._job
+        try:
+            while not job.future.done():
+                self._wake = asyncio.get_running_loop().create_future()
+                await self._wake
+                if self._arrived:
+                    return self._arrived.popleft()
+        except BaseException:  # cancelled while waiting: the caller is gone
+            await self.aclose()
+            raise
+        self._finish()
+        return job.future.result()
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._job.on_intermediate = None  # no cycle left (job -> this): freed at once, not by the collector
+
+    async def aclose(self) -> None:
+        """Stop early: a request not answered yet is abandoned (see `WorkerPool.predict`)."""
+        if not self._finished:
+            self._finish()
+            self._arrived.clear()
+            self._pool._abandon(self._job)
 
 
 class _Failure(Exception):
@@ -533,45 +596,17 @@ class WorkerPool:
             queued = job.scheduled_ns == 0  # set when its batch is sent to a worker
             self._metrics.cancelled(self.spec.model_name, job.url_version or "default", queued=queued)
 
-    async def predict_stream(
-        self,
-        request: Request,
-        *,
-        url_version: str | None = None,
-    ) -> AsyncIterator[Response]:
+    def predict_stream(
+        self, request: Request, *, url_version: str | None = None, check: Callable[[Response], Response] | None = None
+    ) -> Answers:
         """Like `predict`, but yield each intermediate response of a streaming handler, then the final one.
 
         A handler that does not stream yields exactly one response. Errors are raised where they happen
-        (possibly after some intermediate responses were yielded). Closing the iterator early cancels the
-        request as a cancelled `predict` does.
+        (possibly after some intermediate responses were yielded). Closing the iterator early (``aclose``), or
+        cancelling the task that awaits it, cancels the request as a cancelled `predict` does. ``check`` sees
+        each response before the caller does (it may raise instead).
         """
-        arrived: deque[Response] = deque()
-        wake: asyncio.Future[None] | None = None
-
-        def wake_up(_: object = None) -> None:
-            if wake is not None and not wake.done():
-                wake.set_result(None)
-
-        def on_intermediate(response: Response) -> None:
-            arrived.append(response)
-            wake_up()
-
-        job = self._enqueue(request, url_version, on_intermediate)
-        job.future.add_done_callback(wake_up)
-        finished = False
-        try:
-            while True:
-                while arrived:
-                    yield arrived.popleft()
-                if job.future.done():
-                    break
-                wake = asyncio.get_running_loop().create_future()
-                await wake
-            finished = True
-            yield job.future.result()
-        finally:
-            if not finished:
-                self._abandon(job)
+        return Answers(self, request, url_version, check)
 
     async def close(self, timeout: float = 30, *, drain_s: float = 0) -> None:
         """Stop every worker (SIGTERM, up to ``timeout`` s, then SIGKILL), reap them, remove the sockets.

@@ -57,6 +57,9 @@ MAX_FRAME_SIZE = 1 << 30
 _INT32_MAX = (1 << 31) - 1
 _PREFIX = struct.Struct(">i")
 _INT = struct.Struct(">i")
+_pack = _INT.pack
+_END = _pack(-1)
+_unpack_from = _INT.unpack_from
 
 TAG_LOAD = b"L"
 TAG_INFERENCE = b"I"
@@ -74,84 +77,68 @@ class FrameTooLarge(ProtocolError):
 # -- encoding --------------------------------------------------------------------------------------------
 
 
-class _Writer:
-    __slots__ = ("parts",)
+def _field(parts: list[bytes], value: bytes) -> None:
+    """A length-prefixed byte field (strings are given UTF-8 encoded)."""
+    if len(value) > _INT32_MAX:
+        raise FrameTooLarge(f"field of {len(value)} bytes does not fit an int32 length")
+    parts += (_pack(len(value)), value)
 
-    def __init__(self, tag: bytes) -> None:
-        self.parts: list[bytes] = [tag]
 
-    def int(self, value: int) -> None:
-        try:
-            self.parts.append(_INT.pack(value))
-        except struct.error:
-            raise ProtocolError(f"integer out of int32 range: {value}") from None
-
-    def bool(self, value: bool) -> None:
-        self.parts.append(b"\x01" if value else b"\x00")
-
-    def bytes(self, value: bytes) -> None:
-        if len(value) > _INT32_MAX:
-            raise FrameTooLarge(f"field of {len(value)} bytes does not fit an int32 length")
-        self.parts.append(_INT.pack(len(value)))
-        self.parts.append(bytes(value))
-
-    def str(self, value: str) -> None:
-        self.bytes(value.encode("utf-8"))
-
-    def end(self) -> None:
-        self.parts.append(_INT.pack(-1))
+def _int(value: int) -> bytes:
+    try:
+        return _pack(value)
+    except struct.error:
+        raise ProtocolError(f"integer out of int32 range: {value}") from None
 
 
 def _encode_load(msg: Load) -> list[bytes]:
-    w = _Writer(TAG_LOAD)
-    w.str(msg.model_name)
-    w.str(msg.model_path)
-    w.int(msg.batch_size)
-    w.str(msg.handler)
-    w.int(msg.gpu_id)
-    w.str(msg.envelope)
-    w.bool(msg.limit_max_image_pixels)
-    w.str(msg.model_version)
-    return w.parts
+    parts = [TAG_LOAD]
+    _field(parts, msg.model_name.encode())
+    _field(parts, msg.model_path.encode())
+    parts.append(_int(msg.batch_size))
+    _field(parts, msg.handler.encode())
+    parts.append(_int(msg.gpu_id))
+    _field(parts, msg.envelope.encode())
+    parts.append(b"\x01" if msg.limit_max_image_pixels else b"\x00")
+    _field(parts, msg.model_version.encode())
+    return parts
 
 
 def _encode_inference(msg: Inference) -> list[bytes]:
-    w = _Writer(TAG_INFERENCE)
+    parts = [TAG_INFERENCE]
     for request in msg.requests:
-        w.str(request.request_id)
+        _field(parts, request.request_id.encode())
         for name, value in request.headers:
-            w.str(name)
-            w.str(value)
-        w.end()
+            _field(parts, name.encode())
+            _field(parts, value.encode())
+        parts.append(_END)
         for item in request.inputs:
-            w.str(item.name)
-            w.str(item.content_type)
-            w.bytes(item.value)
-        w.end()
-    w.end()
-    w.int(msg.threads)
-    return w.parts
+            _field(parts, item.name.encode())
+            _field(parts, item.content_type.encode())
+            _field(parts, bytes(item.value))
+        parts.append(_END)
+    parts += (_END, _int(msg.threads))
+    return parts
 
 
 def _encode_reply(msg: Reply) -> list[bytes]:
-    w = _Writer(TAG_REPLY)
-    w.int(msg.code)
-    w.str(msg.message)
+    parts = [TAG_REPLY, _int(msg.code)]
+    _field(parts, msg.message.encode())
     for response in msg.responses:
-        w.str(response.request_id)
-        w.str(response.content_type)
-        w.int(response.status)
-        w.str(response.reason)
-        w.int(len(response.headers))
+        _field(parts, response.request_id.encode())
+        _field(parts, response.content_type.encode())
+        parts.append(_int(response.status))
+        _field(parts, response.reason.encode())
+        parts.append(_pack(len(response.headers)))
         for key, value in response.headers:
-            w.str(key)
-            w.str(value)
-        w.bytes(response.body)
-    w.end()
+            _field(parts, key.encode())
+            _field(parts, value.encode())
+        _field(parts, bytes(response.body))
+    parts.append(_END)
     for line in msg.metrics:
-        w.str(line)
-    w.end()
-    return w.parts
+        _field(parts, line.encode())
+    parts.append(_END)
+    return parts
 
 
 def _encode_parts(msg: Message, max_size: int) -> list[bytes]:
@@ -179,57 +166,64 @@ def encode(msg: Message, *, max_size: int = MAX_FRAME_SIZE) -> bytes:
 
 
 class _Reader:
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "pos", "size")
 
     def __init__(self, data: memoryview) -> None:
         self.data = data
         self.pos = 0
+        self.size = len(data)
 
-    def _take(self, n: int, what: str) -> memoryview:
-        end = self.pos + n
-        if end > len(self.data):
-            left = len(self.data) - self.pos
-            raise ProtocolError(f"truncated frame: {what} needs {n} bytes at {self.pos}, only {left} left")
-        chunk = self.data[self.pos : end]
-        self.pos = end
-        return chunk
+    def _truncated(self, n: int, what: str) -> ProtocolError:
+        left = self.size - self.pos
+        return ProtocolError(f"truncated frame: {what} needs {n} bytes at {self.pos}, only {left} left")
 
     def int(self, what: str) -> int:
-        return _INT.unpack(self._take(4, what))[0]
+        pos = self.pos
+        if pos + 4 > self.size:
+            raise self._truncated(4, what)
+        self.pos = pos + 4
+        return _unpack_from(self.data, pos)[0]
 
     def bool(self, what: str) -> bool:
-        value = self._take(1, what)[0]
+        if self.pos + 1 > self.size:
+            raise self._truncated(1, what)
+        value = self.data[self.pos]
+        self.pos += 1
         if value not in (0, 1):
             raise ProtocolError(f"malformed frame: {what} is {value}, expected a 0/1 byte")
         return value == 1
 
-    def length(self, what: str, *, terminator: bool = False) -> int | None:
+    def _span(self, what: str, *, terminator: bool = False) -> tuple[int, int] | None:
+        """Where the next length-prefixed field lies; None for the list terminator -1 (when allowed)."""
         n = self.int(what)
-        if n == -1 and terminator:
-            return None
         if n < 0:
+            if n == -1 and terminator:
+                return None
             raise ProtocolError(f"malformed frame: negative length {n} for {what}")
-        return n
+        start = self.pos
+        if start + n > self.size:
+            raise self._truncated(n, what)
+        self.pos = start + n
+        return start, start + n
 
     def bytes(self, what: str) -> bytes:
-        n = self.length(what)
-        assert n is not None
-        return bytes(self._take(n, what))
+        span = self._span(what)
+        assert span is not None
+        return bytes(self.data[span[0] : span[1]])
 
     def str(self, what: str) -> str:
-        return self._decode_str(self.bytes(what), what)
+        span = self._span(what)
+        assert span is not None
+        return self._decode_str(span, what)
 
     def str_or_end(self, what: str) -> str | None:
         """A string, or None when the list terminator -1 stands where its length would be."""
-        n = self.length(what, terminator=True)
-        if n is None:
-            return None
-        return self._decode_str(bytes(self._take(n, what)), what)
+        span = self._span(what, terminator=True)
+        return None if span is None else self._decode_str(span, what)
 
-    @staticmethod
-    def _decode_str(raw: bytes, what: str) -> str:
+    def _decode_str(self, span: tuple[int, int], what: str) -> str:
         try:
-            return raw.decode("utf-8")
+            return str(self.data[span[0] : span[1]], "utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"malformed frame: {what} is not valid UTF-8 ({exc})") from None
 

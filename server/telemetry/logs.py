@@ -62,18 +62,24 @@ class Line:
 _Record = logging.LogRecord | Line
 
 
+_second_stamp: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+
+def iso8601(created: float) -> str:
+    """log4j2's ISO8601 ``2024-05-30T21:46:03,625`` of a `time.time` value; one strftime per second."""
+    global _second_stamp
+    second = int(created)
+    cached = _second_stamp
+    if cached[0] != second:
+        cached = _second_stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second)))
+    return f"{cached[1]},{int((created - second) * 1000):03d}"
+
+
 class Log4jFormatter(logging.Formatter):
     """``2024-05-30T21:46:03,625 [INFO ] <thread> <logger> - <message>``."""
 
-    _second = -1
-    _stamp = ""
-
     def formatTime(self, record: Any, datefmt: str | None = None) -> str:
-        second = int(record.created)
-        if second != self._second:  # one strftime per second, not per line
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
-            self._second = second
-        return f"{self._stamp},{int(record.msecs):03d}"
+        return iso8601(record.created)
 
     def format(self, record: Any) -> str:
         thread = getattr(record, "ts_thread", None) or record.threadName
@@ -124,11 +130,14 @@ class _LogFile:
     def take(self, record: _Record, rendered: dict[logging.Formatter, str]) -> None:
         """Queue ``record`` if it is this output's; ``rendered``: the record's text per formatter so far (the
         same line goes to ts_log.log and the console: formatted once)."""
-        if self.only is None or record.name == self.only:
+        if self.takes(record.name):
             text = rendered.get(self.formatter)
             if text is None:
                 text = rendered[self.formatter] = self.formatter.format(record)  # type: ignore[arg-type]
             self.pending.append(text)
+
+    def takes(self, logger: str) -> bool:
+        return self.only is None or logger == self.only
 
     def flush(self) -> None:
         if not self.pending:
@@ -192,6 +201,7 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         stopping = False
+        routes: dict[str, list[_LogFile]] = {}  # logger name -> the outputs that take its records
         while not stopping:
             batch = [self.records.get()]
             time.sleep(BATCH_S)  # let the burst gather: one write per file for all of it
@@ -205,7 +215,10 @@ class _Writer(threading.Thread):
                     stopping = True
                     continue
                 rendered: dict[logging.Formatter, str] = {}
-                for output in self.outputs:
+                outputs = routes.get(record.name)
+                if outputs is None:
+                    outputs = routes[record.name] = [o for o in self.outputs if o.takes(record.name)]
+                for output in outputs:
                     try:
                         output.take(record, rendered)
                     except Exception as exc:  # a record that cannot be formatted is reported, not fatal

@@ -198,6 +198,8 @@ model_metrics:
 def java_double(value: float) -> str:
     """Java's ``Double.toString``: ``1.0``, ``82.93``, ``1.2345678E7``, ``1.0E-4``, ``NaN``, ``Infinity``."""
     v = float(value)
+    if 1e-3 <= v < 1e7:  # the usual case first (False for NaN): see below
+        return repr(v)
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):
@@ -439,24 +441,41 @@ class _Family:
 
 
 class _LogSink:
-    """TorchServe's ``LogMetric``: one line per update; the last dimension value is the host name."""
+    """TorchServe's ``LogMetric``: one line per update; the last dimension value is the host name.
+
+    A line is ``<head><value><tail><epoch s>``; head and tail depend on the dimension values only, so they are
+    rendered once per set of values (a few per model) and kept."""
+
+    MAX_CACHED = 4096  # distinct sets of dimension values kept rendered (beyond that: rendered per line)
 
     def __init__(self, spec: MetricSpec) -> None:
         self.spec = spec
+        self._frontend: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._backend: dict[tuple[str, ...], tuple[str, str]] = {}
 
-    def _head(self, values: Sequence[str], value: float) -> str:
-        names = self.spec.dimensions
-        count = min(len(names) - 1, len(values) - 1)
-        dims = ",".join(f"{names[i]}:{values[i]}" for i in range(count))
-        host = values[-1] if values else ""
-        return f"{self.spec.name}.{self.spec.unit}:{java_double(value)}|#{dims}|#hostname:{host}"
+    def _parts(self, values: Sequence[str], backend: bool) -> tuple[str, str]:
+        cache = self._backend if backend else self._frontend
+        key = tuple(values)
+        parts = cache.get(key)
+        if parts is None:
+            names = self.spec.dimensions
+            count = min(len(names) - 1, len(values) - 1)
+            dims = ",".join(f"{names[i]}:{values[i]}" for i in range(count))
+            host = values[-1] if values else ""
+            tail = f"|#{dims}|#hostname:{host},{'requestID:' if backend else 'timestamp:'}"
+            parts = (f"{self.spec.name}.{self.spec.unit}:", tail)
+            if len(cache) < self.MAX_CACHED:
+                cache[key] = parts
+        return parts
 
     def frontend(self, values: Sequence[str], value: float) -> None:
-        emit_line(TS_METRICS, f"{self._head(values, value)},timestamp:{int(time.time())}")
+        head, tail = self._parts(values, False)
+        emit_line(TS_METRICS, f"{head}{java_double(value)}{tail}{int(time.time())}")
 
     def backend(self, values: Sequence[str], request_id: str | None, value: float) -> None:
         rid = request_id if request_id is not None else "null"  # Java's string of a missing id
-        emit_line(MODEL_METRICS, f"{self._head(values, value)},requestID:{rid},timestamp:{int(time.time())}")
+        head, tail = self._parts(values, True)
+        emit_line(MODEL_METRICS, f"{head}{java_double(value)}{tail}{rid},timestamp:{int(time.time())}")
 
 
 class _RegistryCollector(Collector):

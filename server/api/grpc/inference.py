@@ -11,6 +11,7 @@ A call cancelled or past its deadline cancels its request: queued, it never reac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -73,8 +74,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     ) -> AsyncIterator[pb.PredictionResponse]:
         try:
             model, job = to_request(request)
-            async for response in self.data.stream(model, text(request.model_version), job):
-                yield pb.PredictionResponse(prediction=response.body)
+            async with contextlib.aclosing(self.data.stream(model, text(request.model_version), job)) as answers:
+                async for response in answers:
+                    yield pb.PredictionResponse(prediction=response.body)
         except ServeError as exc:
             await abort(context, exc)
 
@@ -89,8 +91,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
                 sequence = generated
             try:
                 model, job = to_request(request, [(SEQUENCE_HEADER, sequence)])
-                async for response in self.data.stream(model, text(request.model_version), job):
-                    yield pb.PredictionResponse(prediction=response.body, sequence_id=sequence)
+                answers = self.data.stream(model, text(request.model_version), job)
+                async with contextlib.aclosing(answers):
+                    async for response in answers:
+                        yield pb.PredictionResponse(prediction=response.body, sequence_id=sequence)
             except ServeError as exc:
                 status = status_pb2.Status(code=status_code(exc).value[0], message=exc.grpc_message)
                 yield pb.PredictionResponse(sequence_id=sequence, status=status)
