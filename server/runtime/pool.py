@@ -76,6 +76,7 @@ import server
 from server.errors import RequestTimeout, ServeError, WorkerDied, WorkerError, no_worker
 from server.runtime import protocol
 from server.runtime.batcher import Batcher, QueueFull
+from server.runtime.connection import WorkerConnection
 from server.runtime.messages import Inference, Load, Reply, Request, Response
 from server.runtime.spawn import default_spawn
 from server.telemetry.metrics import is_metrics_line
@@ -288,8 +289,7 @@ class _Instance:
         self.started = asyncio.Event()
         self.exited: asyncio.Task[int] = asyncio.ensure_future(proc.wait())
         self.pumps: list[asyncio.Task[None]] = []
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.conn: WorkerConnection | None = None
         self.loaded = False  # the model is loaded: the worker is reading the socket, EOF ends it
         self.killed_by_us = False
         self.sigkilled = False  # SIGKILL was sent: nothing gentler is worth trying any more
@@ -816,8 +816,8 @@ class WorkerPool:
         log.info("Worker %s started, pid %d", worker.thread, proc.pid, extra=worker.extra)
 
         await self._until(worker, inst.started.wait(), WORKER_START_TIMEOUT_S, "starting")
-        connect = asyncio.open_unix_connection(str(sock_path))
-        inst.reader, inst.writer = await self._until(worker, connect, CONNECT_TIMEOUT_S, "connecting")
+        connect = WorkerConnection.open(sock_path)
+        inst.conn = await self._until(worker, connect, CONNECT_TIMEOUT_S, "connecting")
         spec = self.spec
         load = Load(
             model_name=spec.model_name,
@@ -967,15 +967,21 @@ class WorkerPool:
     async def _exchange(self, worker: _Worker, msg: _Outgoing, timeout: float, what: str) -> Reply:
         """Send ``msg`` (unless None), then await the worker's next `Reply` within ``timeout``."""
         inst = worker.inst
-        assert inst is not None and inst.reader is not None and inst.writer is not None
-        reader, writer = inst.reader, inst.writer
-
-        async def roundtrip() -> protocol.Message | None:
-            if msg is not None:
-                await protocol.write_message(writer, msg)
-            return await protocol.read_message(reader)
-
-        reply = await self._until(worker, roundtrip(), timeout, what)
+        assert inst is not None and inst.conn is not None
+        conn = inst.conn
+        if inst.exited.done():
+            raise await self._died(worker, f"worker exited while {what}")
+        if msg is not None:
+            try:
+                conn.send(msg)
+            except protocol.ProtocolError as exc:
+                inst.signal(signal.SIGKILL)
+                raise _Failure(f"protocol error while {what}: {exc}") from None
+            except OSError as exc:
+                raise await self._died(worker, f"{exc} while {what}") from None
+        # a message the worker has not taken yet (a large one) is waited for within the same timeout
+        answer = self._drained_then_receive(conn) if conn.paused else conn.receive()
+        reply = await self._until(worker, answer, timeout, what)
         if reply is None:
             raise await self._died(worker, f"connection closed while {what}")
         if not isinstance(reply, Reply):
@@ -985,38 +991,45 @@ class WorkerPool:
             self._metric_lines(worker, reply.metrics)
         return reply
 
+    @staticmethod
+    async def _drained_then_receive(conn: WorkerConnection) -> protocol.Message | None:
+        await conn.drained()
+        return await conn.receive()
+
     async def _until(self, worker: _Worker, aw: Awaitable[T], timeout: float, what: str) -> T:
         """Await ``aw`` unless the process exits first or ``timeout`` passes (then the process is killed).
 
         ``aw`` runs in the calling task (this is every request's path: no task, no `asyncio.wait`); the
-        process's exit interrupts it by cancelling that task, told apart from any other cancellation.
+        process's exit, or the timer, interrupts it by cancelling that task, told apart from any other
+        cancellation.
         """
         inst = worker.inst
         assert inst is not None
         if inst.exited.done():
             if asyncio.iscoroutine(aw):
                 aw.close()
+            elif isinstance(aw, asyncio.Future):
+                aw.cancel()
             raise await self._died(worker, f"worker exited while {what}")
         task = asyncio.current_task()
         assert task is not None
-        waiting, exited = True, False
+        waiting, cause = True, ""
 
-        def interrupt(_: object) -> None:  # may run late (scheduled before removal): then it does nothing
-            nonlocal exited
-            if waiting:
-                exited = True
+        def interrupt(exited: object) -> None:  # may run late (scheduled before removal): then it does nothing
+            nonlocal cause
+            if waiting and not cause:
+                cause = "timeout" if exited is None else "exit"
                 task.cancel()
 
+        timer = asyncio.get_running_loop().call_later(timeout, interrupt, None)
         inst.exited.add_done_callback(interrupt)
         try:
-            async with asyncio.timeout(timeout):
-                return await aw
+            return await aw
         except asyncio.CancelledError:
-            if not exited or task.uncancel() > 0:
+            if not cause or task.uncancel() > 0:
                 raise  # cancelled from outside (close() gave up, shutdown): not ours to handle
-            raise await self._died(worker, f"worker exited while {what}") from None
-        except TimeoutError:
-            pass  # below
+            if cause == "exit":
+                raise await self._died(worker, f"worker exited while {what}") from None
         except protocol.ProtocolError as exc:
             inst.signal(signal.SIGKILL)
             raise _Failure(f"protocol error while {what}: {exc}") from None
@@ -1024,6 +1037,7 @@ class WorkerPool:
             raise await self._died(worker, f"{exc} while {what}") from None
         finally:
             waiting = False
+            timer.cancel()
             inst.exited.remove_done_callback(interrupt)
         log.warning("Worker %s: no answer within %s s while %s; killing it", worker.thread, timeout, what,
                     extra=worker.extra)  # fmt: skip
@@ -1074,8 +1088,8 @@ class WorkerPool:
             return
         try:
             if not inst.sigkilled:  # after a SIGKILL, nothing gentler is worth waiting for
-                if graceful and inst.loaded and inst.writer is not None and inst.proc.returncode is None:
-                    inst.writer.close()
+                if graceful and inst.loaded and inst.conn is not None and inst.proc.returncode is None:
+                    inst.conn.close()
                     await asyncio.wait([inst.exited], timeout=EXIT_GRACE_S)
                 if inst.exit_code() is None:
                     inst.signal(signal.SIGTERM)
@@ -1083,13 +1097,12 @@ class WorkerPool:
             if inst.exit_code() is None:
                 await self._kill(worker, inst)  # bounded: a process stuck in the kernel is abandoned
         finally:
-            if inst.writer is not None:
+            if inst.conn is not None:
                 if inst.abandoned:  # its end of the socket stays open: never wait to flush to it
-                    inst.writer.transport.abort()
+                    inst.conn.abort()
                 else:
-                    inst.writer.close()
-                with contextlib.suppress(Exception):
-                    await inst.writer.wait_closed()
+                    inst.conn.close()
+                await inst.conn.wait_closed()
             if inst.pumps and not inst.abandoned:  # an abandoned process's output is still logged
                 _, pending = await asyncio.wait(inst.pumps, timeout=1.0)
                 for pump in pending:  # a grandchild may still hold the pipes

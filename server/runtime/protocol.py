@@ -22,14 +22,14 @@ Unlike TorchServe, the whole message is length-prefixed, so a reader knows up fr
 refuse an absurd length before allocating anything; a Reply carries a tag like the other two, and the
 handler's metrics (TorchServe's workers print them on stdout: a pipe write and read per request).
 
-Encoding/decoding are pure functions (`encode`, `decode`); `read_message` / `write_message` serve asyncio
-streams (the frontend) and `recv_message` / `send_message` blocking sockets (the worker). Every malformed
+Encoding/decoding are pure functions (`encode`, `encode_parts`, `decode`, `decode_payload`, `frame_length`);
+`recv_message` / `send_message` serve blocking sockets (the worker), `server.runtime.connection` the
+frontend's asyncio end. Every malformed
 or truncated frame raises `ProtocolError`; a clean end of stream *between* frames reads as ``None``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 
@@ -43,10 +43,10 @@ __all__ = [
     "decode",
     "decode_payload",
     "encode",
-    "read_message",
+    "encode_parts",
+    "frame_length",
     "recv_message",
     "send_message",
-    "write_message",
 ]
 
 Message = Load | Inference | Reply
@@ -141,7 +141,7 @@ def _encode_reply(msg: Reply) -> list[bytes]:
     return parts
 
 
-def _encode_parts(msg: Message, max_size: int) -> list[bytes]:
+def encode_parts(msg: Message, max_size: int) -> list[bytes]:
     if isinstance(msg, Load):
         parts = _encode_load(msg)
     elif isinstance(msg, Inference):
@@ -150,7 +150,7 @@ def _encode_parts(msg: Message, max_size: int) -> list[bytes]:
         parts = _encode_reply(msg)
     else:
         raise TypeError(f"not a protocol message: {type(msg).__name__}")
-    size = sum(len(p) for p in parts)
+    size = sum(map(len, parts))
     if size > min(max_size, _INT32_MAX):
         raise FrameTooLarge(f"message of {size} bytes exceeds the maximum frame size of {max_size} bytes")
     parts.insert(0, _PREFIX.pack(size))
@@ -159,7 +159,7 @@ def _encode_parts(msg: Message, max_size: int) -> list[bytes]:
 
 def encode(msg: Message, *, max_size: int = MAX_FRAME_SIZE) -> bytes:
     """One message as a complete frame (length prefix included)."""
-    return b"".join(_encode_parts(msg, max_size))
+    return b"".join(encode_parts(msg, max_size))
 
 
 # -- decoding --------------------------------------------------------------------------------------------
@@ -294,6 +294,13 @@ def decode_payload(payload: bytes | bytearray | memoryview) -> Message:
     return msg
 
 
+def frame_length(buffer: bytes | bytearray, start: int, max_size: int) -> int:
+    """The payload length announced by the frame at ``start`` of ``buffer`` (4 bytes there), checked."""
+    (length,) = _PREFIX.unpack_from(buffer, start)
+    _check_length(length, max_size)
+    return length
+
+
 def _check_length(length: int, max_size: int) -> None:
     if length <= 0:
         raise ProtocolError(f"malformed frame: announced length {length}")
@@ -314,41 +321,6 @@ def decode(frame: bytes | bytearray | memoryview, *, max_size: int = MAX_FRAME_S
     if available > length:
         raise ProtocolError(f"malformed frame: {available - length} bytes after the announced {length}")
     return decode_payload(view[_PREFIX.size :])
-
-
-# -- asyncio streams (frontend) ----------------------------------------------------------------------------
-
-
-async def read_message(reader: asyncio.StreamReader, *, max_size: int = MAX_FRAME_SIZE) -> Message | None:
-    """The next message from ``reader``; ``None`` at a clean end of stream between two frames."""
-    try:
-        head = await reader.readexactly(_PREFIX.size)
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise ProtocolError(
-            f"truncated frame: stream ended inside the length prefix ({len(exc.partial)} of 4)"
-        ) from None
-    (length,) = _PREFIX.unpack(head)
-    _check_length(length, max_size)
-    try:
-        payload = await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(
-            f"truncated frame: stream ended after {len(exc.partial)} of {length} payload bytes"
-        ) from None
-    return decode_payload(payload)
-
-
-async def write_message(
-    writer: asyncio.StreamWriter,
-    msg: Message,
-    *,
-    max_size: int = MAX_FRAME_SIZE,
-) -> None:
-    """Write one message and wait until the transport has taken it (``drain``)."""
-    writer.writelines(_encode_parts(msg, max_size))
-    await writer.drain()
 
 
 # -- blocking sockets (worker) ----------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 
@@ -182,50 +181,3 @@ def test_blocking_truncated_stream_and_size_limit() -> None:
         a.sendall(struct.pack(">i", 1 << 30))
         with pytest.raises(FrameTooLarge):
             protocol.recv_message(b, max_size=1 << 20)
-
-
-@pytest.mark.asyncio
-async def test_async_stream_helpers_over_a_unix_socket(tmp_path) -> None:
-    received: list[protocol.Message | None] = []
-    big = Reply(200, "ok", [Response("big", b"\x01" * (10 * 1024 * 1024))])
-
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            msg = await protocol.read_message(reader)
-            received.append(msg)
-            if msg is None:
-                break
-            await protocol.write_message(writer, msg)  # echo it back
-        writer.close()
-
-    path = str(tmp_path / "s.sock")
-    server = await asyncio.start_unix_server(on_client, path)
-    async with server:
-        reader, writer = await asyncio.open_unix_connection(path)
-        for msg in [*MESSAGES, big]:
-            await protocol.write_message(writer, msg)
-            assert await protocol.read_message(reader) == msg
-        writer.write_eof()
-        assert await protocol.read_message(reader) is None
-        writer.close()
-        await writer.wait_closed()
-    assert received[-1] is None
-    assert received[:-1] == [*MESSAGES, big]
-
-
-@pytest.mark.asyncio
-async def test_async_truncated_stream() -> None:
-    reader = asyncio.StreamReader()
-    reader.feed_data(encode(INFERENCE)[:-1])
-    reader.feed_eof()
-    with pytest.raises(ProtocolError, match="truncated frame"):
-        await protocol.read_message(reader)
-    reader = asyncio.StreamReader()
-    reader.feed_data(b"\x00")
-    reader.feed_eof()
-    with pytest.raises(ProtocolError, match="length prefix"):
-        await protocol.read_message(reader)
-    reader = asyncio.StreamReader()
-    reader.feed_data(struct.pack(">i", 5000))
-    with pytest.raises(FrameTooLarge):
-        await protocol.read_message(reader, max_size=4096)
