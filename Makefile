@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt screenshots protos stress bench clean
+.PHONY: run test lint fmt screenshots protos stress bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ stress: $(STAMP)
 # adds TorchServe 0.12 from its own venv; `--quick`, `--workloads noop`, `--reps N`, `--duration S`: python -m bench --help.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# CI's guard against gross slow-downs (about 20 s, no wrk needed): tsconsole's noop throughput as a share of a bare
+# aiohttp server's on the same machine, failing under half the share in bench/smoke_baseline.json.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.smoke
 
 # The gRPC messages and stubs under server/api/grpc/proto/, from the .proto files there (committed; run after editing one).
 protos: $(STAMP)
