@@ -8,13 +8,14 @@ frontend metric lines (logger ``TS_METRICS``) and ``model_metrics.log`` the back
 
 Cost: a request makes about eight lines (its access line, six frontend metrics, the handler's metrics), so
 the path is built for volume. One writer thread owns every file: the event loop only puts records on a
-queue (`emit_line` puts a light `Line` for the per-request lines instead of a `logging.LogRecord`); the
-thread wakes at most every `BATCH_S`, formats the whole batch (timestamps cached per second) and writes
-each file once per batch.
+queue (`emit_line` gathers the per-request lines of a loop iteration into one light `Lines` record instead
+of a `logging.LogRecord` each); the thread wakes at most every `BATCH_S`, formats the whole batch
+(timestamps cached per second) and writes each file once per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -35,31 +36,15 @@ BATCH_S = 0.02  # the writer gathers this long after a quiet spell before it wri
 _LEVELS = {"WARNING": "WARN ", "CRITICAL": "FATAL", "INFO": "INFO ", "DEBUG": "DEBUG", "ERROR": "ERROR"}
 
 
-class Line:
-    """A pre-rendered INFO line of a named logger: what the per-request paths log (no `logging.LogRecord`)."""
+class Lines:
+    """INFO lines of one thread, pre-rendered (what the per-request paths log instead of `logging.LogRecord`s):
+    ``(logger, message, time.time())`` each, in the order they were logged."""
 
-    __slots__ = ("created", "msg", "name", "threadName")
-    levelname = "INFO"
-    levelno = logging.INFO
-    exc_info = None
-    exc_text = None
-    stack_info = None
+    __slots__ = ("items", "thread")
 
-    def __init__(self, name: str, msg: str, thread: str) -> None:
-        self.name = name
-        self.msg = msg
-        self.created = time.time()
-        self.threadName = thread
-
-    @property
-    def msecs(self) -> float:
-        return (self.created - int(self.created)) * 1000
-
-    def getMessage(self) -> str:
-        return self.msg
-
-
-_Record = logging.LogRecord | Line
+    def __init__(self, thread: str, items: list[tuple[str, str, float]]) -> None:
+        self.thread = thread
+        self.items = items
 
 
 _second_stamp: tuple[int, str] = (-1, "")  # the last second formatted, and its text
@@ -81,6 +66,10 @@ class Log4jFormatter(logging.Formatter):
     def formatTime(self, record: Any, datefmt: str | None = None) -> str:
         return iso8601(record.created)
 
+    def format_line(self, stamp: str, thread: str, logger: str, message: str) -> str:
+        """An INFO line of `Lines` (``stamp``: its `iso8601` time)."""
+        return f"{stamp} [INFO ] {thread} {logger} - {message}"
+
     def format(self, record: Any) -> str:
         thread = getattr(record, "ts_thread", None) or record.threadName
         level = _LEVELS.get(record.levelname, record.levelname[:5].ljust(5))
@@ -98,6 +87,9 @@ class AccessFormatter(Log4jFormatter):
     def format(self, record: Any) -> str:
         return f"{self.formatTime(record)} - {record.getMessage()}"
 
+    def format_line(self, stamp: str, thread: str, logger: str, message: str) -> str:
+        return f"{stamp} - {message}"
+
 
 class MetricsFormatter(AccessFormatter):
     """``2024-05-30T21:46:03,626 - Requests2XX.Count:1.0|#Level:Host|#hostname:h,timestamp:1717105563``."""
@@ -108,7 +100,7 @@ class _LogFile:
     or a stream. Written by the writer thread only."""
 
     def __init__(
-        self, formatter: logging.Formatter, *, path: Path | None = None, stream: TextIO | None = None,
+        self, formatter: Log4jFormatter, *, path: Path | None = None, stream: TextIO | None = None,
         only: str | None = None, max_bytes: int = MAX_BYTES,
     ) -> None:  # fmt: skip
         self.formatter = formatter
@@ -127,7 +119,7 @@ class _LogFile:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held open, closed in close()
         self._size = self._file.tell()
 
-    def take(self, record: _Record, rendered: dict[logging.Formatter, str]) -> None:
+    def take(self, record: logging.LogRecord, rendered: dict[logging.Formatter, str]) -> None:
         """Queue ``record`` if it is this output's; ``rendered``: the record's text per formatter so far (the
         same line goes to ts_log.log and the console: formatted once)."""
         if self.takes(record.name):
@@ -214,17 +206,34 @@ class _Writer(threading.Thread):
                 if record is _STOP:
                     stopping = True
                     continue
+                if type(record) is Lines:
+                    self._lines(record, routes)
+                    continue
                 rendered: dict[logging.Formatter, str] = {}
-                outputs = routes.get(record.name)
-                if outputs is None:
-                    outputs = routes[record.name] = [o for o in self.outputs if o.takes(record.name)]
-                for output in outputs:
+                for output in self._route(record.name, routes):
                     try:
                         output.take(record, rendered)
                     except Exception as exc:  # a record that cannot be formatted is reported, not fatal
                         output.pending.append(f"(unformattable log record of {record.name}: {exc!r})")
             for output in self.outputs:
                 output.flush()
+
+    def _route(self, logger: str, routes: dict[str, list[_LogFile]]) -> list[_LogFile]:
+        outputs = routes.get(logger)
+        if outputs is None:
+            outputs = routes[logger] = [o for o in self.outputs if o.takes(logger)]
+        return outputs
+
+    def _lines(self, lines: Lines, routes: dict[str, list[_LogFile]]) -> None:
+        thread = lines.thread
+        for logger, message, created in lines.items:
+            stamp = iso8601(created)
+            rendered: dict[Log4jFormatter, str] = {}  # one text per format (ts_log.log and the console share one)
+            for output in self._route(logger, routes):
+                text = rendered.get(output.formatter)
+                if text is None:
+                    text = rendered[output.formatter] = output.formatter.format_line(stamp, thread, logger, message)
+                output.pending.append(text)
 
     def stop(self) -> None:
         self.records.put(_STOP)
@@ -241,6 +250,8 @@ class _Enqueue(logging.Handler):
         self.put = writer.records.put
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(_pending, "lines", None):  # this thread's lines logged before it come first
+            _flush_lines()
         if record.exc_info and not record.exc_text:  # the traceback's frames change after this call
             record.exc_text = logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
@@ -250,14 +261,40 @@ class _Enqueue(logging.Handler):
 _writer: _Writer | None = None
 
 
+_pending = threading.local()  # .lines: what emit_line gathered on this thread's event loop, not yet queued
+
+
 def emit_line(logger: str, message: str) -> None:
     """Log ``message`` at INFO on ``logger`` (the per-request lines: access, metrics). With the server's
-    logging set up this is a queue put; otherwise (tests, tools) an ordinary logging call."""
+    logging set up, a line logged on an event loop joins the others of the same loop iteration, queued as
+    one `Lines` when the iteration ends (a list append per line); elsewhere it is queued at once. Without
+    (tests, tools) it is an ordinary logging call."""
     writer = _writer
-    if writer is not None:
-        writer.records.put(Line(logger, message, threading.current_thread().name))
-    else:
+    if writer is None:
         logging.getLogger(logger).info("%s", message)
+        return
+    loop = asyncio._get_running_loop()
+    if loop is None:
+        writer.records.put(Lines(threading.current_thread().name, [(logger, message, time.time())]))
+        return
+    lines = getattr(_pending, "lines", None)
+    if lines is None:
+        lines = _pending.lines = []
+        loop.call_soon(_flush_lines)
+    lines.append((logger, message, time.time()))
+
+
+def _flush_lines() -> None:
+    lines = getattr(_pending, "lines", None)
+    _pending.lines = None
+    writer = _writer
+    if not lines:
+        return
+    if writer is not None:
+        writer.records.put(Lines(threading.current_thread().name, lines))
+    else:  # logging was stopped meanwhile
+        for logger, message, _ in lines:
+            logging.getLogger(logger).info("%s", message)
 
 
 def setup_logging(
@@ -306,6 +343,8 @@ def setup_logging(
 def stop_logging() -> None:
     """Write what is queued, close the log files (idempotent)."""
     global _writer
+    if getattr(_pending, "lines", None):
+        _flush_lines()
     writer, _writer = _writer, None
     if writer is not None:
         root = logging.getLogger()
