@@ -115,7 +115,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Written by `make bench` on {facts['date']}. Command: `{results['command']}`.",
         "Reproduce with `make bench` (see the README's Benchmarks section); the raw figures are in "
-        "`bench/results/latest.json`.",
+        "`bench/results/latest.json`. Where a request's time goes, and what changed it: "
+        "[performance.md](performance.md).",
         "",
         "## Machine",
         "",
