@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
 from server.errors import BadRequest
 from server.oip.tensors import InferRequest, Tensor, bytes_array
 from server.runtime.messages import InputItem, Request, Response
@@ -30,6 +28,8 @@ from server.runtime.messages import InputItem, Request, Response
 
 def to_handler_request(tensor: Tensor, request_id: str) -> Request:
     """The runtime Request that hands one input tensor to the handler as input `data`."""
+    import numpy as np  # (imported when the protocol is first used, see tensors.datatypes)
+
     if tensor.datatype == "BYTES" and tensor.data.size == 1:
         value, content_type = bytes(tensor.data.ravel()[0]), ""
     elif tensor.datatype == "BYTES":
@@ -81,6 +81,8 @@ def _flatten(value: Any, out: list[Any]) -> None:
 
 def _numeric(name: str, value: Any) -> Tensor | None:
     """A BOOL/INT64/FP64 tensor for JSON numbers or a regular nested list of them, else None."""
+    import numpy as np
+
     shape = _nested_shape(value)
     if shape is None:
         return None

@@ -9,30 +9,31 @@ encoding that REST's binary extension and gRPC's raw contents share (little-endi
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from server.errors import BadRequest
 
-DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
+if TYPE_CHECKING:
+    import numpy as np
+
+DATATYPE_NAMES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+                  "FP64", "BYTES")  # fmt: skip
+
+
+@functools.cache
+def datatypes() -> dict[str, np.dtype]:
+    """The numpy dtype of each KServe datatype (numpy is imported on first use: it costs the server's start
+    a tenth of a second, and only this protocol needs it)."""
+    import numpy as np
+
+    kinds = (np.bool_, np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64,
+             np.float16, np.float32, np.float64, object)  # fmt: skip
+    return {name: np.dtype(kind) for name, kind in zip(DATATYPE_NAMES, kinds, strict=True)}
+
 
 # Which Python value types each datatype accepts (bool is checked apart from int: JSON true is not 1).
 _INTS = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
@@ -82,9 +83,11 @@ class InferResponse:
 
 def check_datatype(name: str, datatype: object) -> np.dtype:
     """The numpy dtype of a KServe datatype name, or BadRequest."""
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise BadRequest(f"Input '{name}': unsupported datatype {datatype!r}; expected one of {', '.join(DATATYPES)}.")
-    return DATATYPES[datatype]
+    if not isinstance(datatype, str) or datatype not in DATATYPE_NAMES:
+        raise BadRequest(
+            f"Input '{name}': unsupported datatype {datatype!r}; expected one of {', '.join(DATATYPE_NAMES)}."
+        )
+    return datatypes()[datatype]
 
 
 def check_shape(name: str, shape: object) -> list[int]:
@@ -109,6 +112,8 @@ def _flatten(values: object, out: list[Any]) -> None:
 
 
 def _check_kinds(name: str, datatype: str, flat: list[Any]) -> None:
+    import numpy as np
+
     kinds = {type(v) for v in flat}
     if datatype == "BOOL":
         allowed: set[type] = {bool}
@@ -125,7 +130,7 @@ def _check_kinds(name: str, datatype: str, flat: list[Any]) -> None:
             f"Input '{name}': {datatype} data must hold only {_KIND_TEXT[datatype]}, got {type(bad).__name__} {bad!r}."
         )
     if datatype in _INTS and flat:
-        info = np.iinfo(DATATYPES[datatype])
+        info = np.iinfo(datatypes()[datatype])
         low, high = min(flat), max(flat)
         if low < info.min or high > info.max:
             bad = low if low < info.min else high
@@ -134,6 +139,8 @@ def _check_kinds(name: str, datatype: str, flat: list[Any]) -> None:
 
 def bytes_array(elements: list[bytes], shape: list[int]) -> np.ndarray:
     """An object array of `bytes` with `shape` (numpy would otherwise build a fixed-width `S` array)."""
+    import numpy as np
+
     arr = np.empty(len(elements), dtype=object)
     arr[:] = elements
     return arr.reshape(shape)
@@ -145,6 +152,8 @@ def tensor_from_values(name: str, datatype: str, shape: list[int], values: objec
     BYTES accepts `str` (stored as UTF-8) and `bytes`. Raises BadRequest for an unknown datatype, a bad
     shape, a count that is not the product of the shape, or values of the wrong kind or out of range.
     """
+    import numpy as np
+
     dtype = check_datatype(name, datatype)
     shape = check_shape(name, shape)
     flat: list[Any] = []
@@ -196,6 +205,8 @@ def serialize_bytes(data: np.ndarray) -> bytes:
 
 def tensor_from_raw(name: str, datatype: str, shape: list[int], raw: bytes) -> Tensor:
     """A Tensor from raw little-endian row-major bytes (REST binary extension, gRPC raw contents)."""
+    import numpy as np
+
     dtype = check_datatype(name, datatype)
     shape = check_shape(name, shape)
     count = element_count(shape)
@@ -218,7 +229,9 @@ def tensor_from_raw(name: str, datatype: str, shape: list[int], raw: bytes) -> T
 
 def to_raw(tensor: Tensor) -> bytes:
     """The raw binary encoding of a tensor's data (the inverse of `tensor_from_raw`)."""
+    import numpy as np
+
     if tensor.datatype == "BYTES":
         return serialize_bytes(tensor.data)
-    dtype = DATATYPES[tensor.datatype]
+    dtype = datatypes()[tensor.datatype]
     return np.ascontiguousarray(tensor.data, dtype=dtype.newbyteorder("<")).tobytes(order="C")

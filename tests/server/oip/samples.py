@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.oip.tensors import DATATYPES
+from server.oip.tensors import datatypes
 
 
 def _ints(dtype: type) -> np.ndarray:
@@ -14,8 +14,8 @@ def _ints(dtype: type) -> np.ndarray:
 
 SAMPLES: dict[str, np.ndarray] = {
     "BOOL": np.array([[True, False, True], [False, False, True]]),
-    **{name: _ints(DATATYPES[name].type) for name in ("UINT8", "UINT16", "UINT32", "UINT64")},
-    **{name: _ints(DATATYPES[name].type) for name in ("INT8", "INT16", "INT32", "INT64")},
+    **{name: _ints(datatypes()[name].type) for name in ("UINT8", "UINT16", "UINT32", "UINT64")},
+    **{name: _ints(datatypes()[name].type) for name in ("INT8", "INT16", "INT32", "INT64")},
     "FP16": np.array([[0.1, -65504.0, 65504.0], [6.1e-05, 0.0, -1.5]], dtype=np.float16),
     "FP32": np.array([[0.1, -3.4e38, 3.4e38], [1.17e-38, 0.0, -1.5]], dtype=np.float32),
     "FP64": np.array([[0.1, -1.7e308, 1.7e308], [2.2e-308, 1e-300, -1.5]], dtype=np.float64),

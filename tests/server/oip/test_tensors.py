@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from server.errors import BadRequest
-from server.oip.tensors import DATATYPES, Tensor, tensor_from_raw, tensor_from_values, to_raw
+from server.oip.tensors import Tensor, datatypes, tensor_from_raw, tensor_from_values, to_raw
 from tests.server.oip.samples import ALL, BINARY_BYTES, SAMPLES, assert_same
 
 
 def test_datatypes_map_every_kserve_name_to_its_numpy_dtype() -> None:
-    assert {k: str(v) for k, v in DATATYPES.items()} == {
+    assert {k: str(v) for k, v in datatypes().items()} == {
         "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
         "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
         "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object",
