@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt screenshots protos stress bench bench-smoke clean
+.PHONY: run test lint fmt screenshots protos stress bench bench-smoke bench-console clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(STAMP)
 # aiohttp server's on the same machine, failing under half the share in bench/smoke_baseline.json.
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.smoke
+
+# The console under load (Pilot): 200 models, 5,000 log lines/s; key-press and screen-switch latency, and the
+# server CPU the idle console adds. Prints a markdown table (docs/performance.md quotes one). Not in `make test`.
+bench-console: $(STAMP)
+	$(BIN)/python -m bench.console
 
 # The gRPC messages and stubs under server/api/grpc/proto/, from the .proto files there (committed; run after editing one).
 protos: $(STAMP)

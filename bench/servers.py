@@ -85,10 +85,11 @@ class Server:
         self.tmp = Path(tempfile.mkdtemp(prefix="tsb-"))  # short: AF_UNIX socket paths live there
         base = free_block(port_base)
         self.inference, self.management = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
+        self.metrics = f"http://127.0.0.1:{base + 2}"
         props = {
             "inference_address": self.inference,
             "management_address": self.management,
-            "metrics_address": f"http://127.0.0.1:{base + 2}",
+            "metrics_address": self.metrics,
             "grpc_inference_address": "127.0.0.1",
             "grpc_management_address": "127.0.0.1",
             "grpc_inference_port": str(base + 3),
