@@ -153,6 +153,19 @@ async def test_logs_list_tail_and_errors(make_client) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_large_tail_arrives_whole_with_the_usual_headers(make_client) -> None:
+    client, console = await make_client()
+    lines = [f"{i} {'x' * 2000}" for i in range(2000)]  # 4 MB of JSON: written in pieces
+    console.log_files["ts_log"].write_text("".join(f"{line}\n" for line in lines))
+    response = await client.get("/console/logs/ts_log", params={"lines": "2000"})
+    body = await response.read()
+    assert response.status == 200 and int(response.headers["Content-Length"]) == len(body) > 4_000_000
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.headers["x-request-id"] and response.headers["Cache-Control"]
+    assert json.loads(body) == {"name": "ts_log", "lines": lines}
+
+
+@pytest.mark.asyncio
 async def test_follow_streams_and_close_ends_it(make_client) -> None:
     client, console = await make_client()
     path = console.log_files["ts_log"]
