@@ -129,23 +129,20 @@ def holds_the_gil() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libc's usleep through ctypes")
-def test_a_call_holding_the_gil_is_reported_just_after_it(caplog: pytest.LogCaptureFixture) -> None:
-    """The watchdog looks as soon as it gets the GIL back. On a loaded host the OS may not run its thread until
-    the loop has gone on (into `stop`, here), so the scenario gets three tries; one must name the call."""
+def test_a_call_holding_the_gil_is_reported_as_such_with_its_length(caplog: pytest.LogCaptureFixture) -> None:
+    """The watchdog cannot look while native code holds the GIL; it looks as soon as it gets the GIL back. Which
+    waiting thread gets it first is the OS's choice, so the first look may land in the call's frame or where the
+    loop went on to (here: `stop`); either way the report says how long, and that the call before held the GIL."""
     caplog.set_level(logging.WARNING, logger="server.loop")
-    expected = (
-        f"Event loop blocked for \\d+ ms at {THIS}:\\d+ in holds_the_gil "
-        "\\(first seen \\d+ ms into it: the call just before held the GIL\\)"
+    watch_around(holds_the_gil)
+    [message] = warnings(caplog)
+    match = re.fullmatch(
+        r"Event loop blocked for (\d+) ms at (.+) \(first seen (\d+) ms into it: the call just before held the GIL\)",
+        message,
     )
-    tries: list[list[str]] = []
-    for _ in range(3):
-        caplog.clear()
-        watch_around(holds_the_gil)
-        tries.append(warnings(caplog))
-        if len(tries[-1]) == 1 and re.fullmatch(expected, tries[-1][0]):
-            break
-    [message] = tries[-1]
-    assert re.fullmatch(expected, message), tries
+    assert match, message
+    assert 250 <= int(match.group(1)) < 1000 and 250 <= int(match.group(3)) <= int(match.group(1)), message
+    assert f"{THIS}:" in match.group(2), message  # the callback, or the test's own frames the loop went on to
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
