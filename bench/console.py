@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 from bench import assets
+from bench.monitor import TreeMonitor
 from bench.servers import Server, http, tsconsole_kind
 
 SIZE = (160, 50)
@@ -66,20 +65,16 @@ async def timed(pilot, key: str, done: Callable[[], bool], timeout: float = 10.0
     return await watch
 
 
-def server_cpu(pid: int, seconds: float) -> float:
+def server_cpu(monitor: TreeMonitor, seconds: float) -> float:
     """The server's CPU (its process tree) over ``seconds``, in percent of one core."""
-    proc = psutil.Process(pid)
-
-    def total() -> float:
-        procs = [proc, *proc.children(recursive=True)]
-        return sum(p.cpu_times().user + p.cpu_times().system for p in procs if p.is_running())
-
-    c0, t0 = total(), time.perf_counter()
+    monitor.begin()
     time.sleep(seconds)
-    return 100 * (total() - c0) / (time.perf_counter() - t0)
+    return 100 * monitor.end()["tree_cpu_s"] / seconds
 
 
-async def drive(server: Server, models: int, presses: int) -> dict[str, list[float] | float]:
+async def drive(
+    server: Server, monitor: TreeMonitor, flood_stop: threading.Event, models: int, presses: int
+) -> dict[str, list[float] | float]:
     from tsconsole.app import ConsoleApp
     from tsconsole.client import Endpoints
     from tsconsole.screens.dashboard import DashboardScreen
@@ -113,16 +108,11 @@ async def drive(server: Server, models: int, presses: int) -> dict[str, list[flo
         out[f"screen switch (Models / Dashboard with {models} rows)"] = switch_ms
         if app.paused:
             await pilot.press("p")
-        out["server CPU with the console idle, % of a core"] = await asyncio.to_thread(
-            server_cpu,
-            server.proc.pid,
-            IDLE_S,  # type: ignore[union-attr]
-        )
-    out["server CPU without the console, % of a core"] = await asyncio.to_thread(
-        server_cpu,
-        server.proc.pid,
-        IDLE_S,  # type: ignore[union-attr]
-    )
+        flood_stop.set()  # idle from here: no key presses, no new log lines
+        await pilot.pause(1.0)
+        idle = "server CPU with the console idle, % of a core"
+        out[idle] = await asyncio.to_thread(server_cpu, monitor, IDLE_S)
+    out["server CPU without the console, % of a core"] = await asyncio.to_thread(server_cpu, monitor, IDLE_S)
     return out
 
 
@@ -147,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"register m{i:03d}: HTTP {status} {body[:200]!r}")
         feeder = threading.Thread(target=feed, args=(work / "server" / "logs" / "ts_log.log", opts.lines_per_s, stop))
         feeder.start()
-        results = asyncio.run(drive(server, opts.models, opts.presses))
+        monitor = TreeMonitor(server.proc.pid)  # type: ignore[union-attr]
+        try:
+            results = asyncio.run(drive(server, monitor, stop, opts.models, opts.presses))
+        finally:
+            monitor.close()
     finally:
         stop.set()
         if feeder is not None:

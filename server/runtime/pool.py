@@ -974,11 +974,8 @@ class WorkerPool:
         if msg is not None:
             try:
                 conn.send(msg)
-            except protocol.ProtocolError as exc:
-                inst.signal(signal.SIGKILL)
-                raise _Failure(f"protocol error while {what}: {exc}") from None
-            except OSError as exc:
-                raise await self._died(worker, f"{exc} while {what}") from None
+            except (protocol.ProtocolError, OSError) as exc:
+                raise await self._io_failure(worker, exc, what) from None
         # a message the worker has not taken yet (a large one) is waited for within the same timeout
         answer = self._drained_then_receive(conn) if conn.paused else conn.receive()
         reply = await self._until(worker, answer, timeout, what)
@@ -1030,11 +1027,8 @@ class WorkerPool:
                 raise  # cancelled from outside (close() gave up, shutdown): not ours to handle
             if cause == "exit":
                 raise await self._died(worker, f"worker exited while {what}") from None
-        except protocol.ProtocolError as exc:
-            inst.signal(signal.SIGKILL)
-            raise _Failure(f"protocol error while {what}: {exc}") from None
-        except OSError as exc:
-            raise await self._died(worker, f"{exc} while {what}") from None
+        except (protocol.ProtocolError, OSError) as exc:
+            raise await self._io_failure(worker, exc, what) from None
         finally:
             waiting = False
             timer.cancel()
@@ -1043,6 +1037,15 @@ class WorkerPool:
                     extra=worker.extra)  # fmt: skip
         code = await self._kill(worker, inst)
         raise _Failure(f"timed out after {timeout} s while {what} ({_exit_text(code)})")
+
+    async def _io_failure(self, worker: _Worker, exc: Exception, what: str) -> _Failure:
+        """What a failed exchange with the process means: a frame of the wrong shape (the process is killed: it
+        no longer speaks the protocol), or a connection that broke because the process died."""
+        if isinstance(exc, protocol.ProtocolError):
+            assert worker.inst is not None
+            worker.inst.signal(signal.SIGKILL)
+            return _Failure(f"protocol error while {what}: {exc}")
+        return await self._died(worker, f"{exc} while {what}")
 
     async def _died(self, worker: _Worker, what: str) -> _Failure:
         """The failure of a process that exited (or closed its socket) on its own, with its exit code."""

@@ -443,39 +443,36 @@ class _Family:
 class _LogSink:
     """TorchServe's ``LogMetric``: one line per update; the last dimension value is the host name.
 
-    A line is ``<head><value><tail><epoch s>``; head and tail depend on the dimension values only, so they are
-    rendered once per set of values (a few per model) and kept."""
+    A line is ``<name>.<unit>:<value>|#<dims>|#hostname:<host>,[requestID:<id>,]timestamp:<epoch s>``; the part
+    after the value depends on the dimension values only, so it is rendered once per set of values (a few per
+    model) and kept."""
 
     MAX_CACHED = 4096  # distinct sets of dimension values kept rendered (beyond that: rendered per line)
 
     def __init__(self, spec: MetricSpec) -> None:
         self.spec = spec
-        self._frontend: dict[tuple[str, ...], tuple[str, str]] = {}
-        self._backend: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._head = f"{spec.name}.{spec.unit}:"
+        self._tails: dict[tuple[str, ...], str] = {}
 
-    def _parts(self, values: Sequence[str], backend: bool) -> tuple[str, str]:
-        cache = self._backend if backend else self._frontend
+    def _tail(self, values: Sequence[str]) -> str:
         key = tuple(values)
-        parts = cache.get(key)
-        if parts is None:
+        tail = self._tails.get(key)
+        if tail is None:
             names = self.spec.dimensions
             count = min(len(names) - 1, len(values) - 1)
             dims = ",".join(f"{names[i]}:{values[i]}" for i in range(count))
-            host = values[-1] if values else ""
-            tail = f"|#{dims}|#hostname:{host},{'requestID:' if backend else 'timestamp:'}"
-            parts = (f"{self.spec.name}.{self.spec.unit}:", tail)
-            if len(cache) < self.MAX_CACHED:
-                cache[key] = parts
-        return parts
+            tail = f"|#{dims}|#hostname:{values[-1] if values else ''},"
+            if len(self._tails) < self.MAX_CACHED:
+                self._tails[key] = tail
+        return tail
 
     def frontend(self, values: Sequence[str], value: float) -> None:
-        head, tail = self._parts(values, False)
-        emit_line(TS_METRICS, f"{head}{java_double(value)}{tail}{int(time.time())}")
+        emit_line(TS_METRICS, f"{self._head}{java_double(value)}{self._tail(values)}timestamp:{int(time.time())}")
 
     def backend(self, values: Sequence[str], request_id: str | None, value: float) -> None:
         rid = request_id if request_id is not None else "null"  # Java's string of a missing id
-        head, tail = self._parts(values, True)
-        emit_line(MODEL_METRICS, f"{head}{java_double(value)}{tail}{rid},timestamp:{int(time.time())}")
+        line = f"{self._head}{java_double(value)}{self._tail(values)}requestID:{rid},timestamp:{int(time.time())}"
+        emit_line(MODEL_METRICS, line)
 
 
 class _RegistryCollector(Collector):
